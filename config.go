@@ -1,0 +1,223 @@
+package skiff
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// LogStoreKind selects the on-disk format of the Raft log.
+type LogStoreKind string
+
+const (
+	// LogStoreBolt keeps the Raft log in a bbolt file (raft-boltdb/v2). It
+	// is the default: mature, and used by Consul, Vault and Nomad.
+	LogStoreBolt LogStoreKind = "boltdb"
+	// LogStoreWAL keeps the Raft log in append-only segment files
+	// (hashicorp/raft-wal). About twice as fast for writes, newer, and not
+	// supported on Windows.
+	LogStoreWAL LogStoreKind = "wal"
+)
+
+// Peer names one member of a static initial cluster.
+type Peer struct {
+	ID      string
+	Address string
+}
+
+// Config describes one node. Start from DefaultConfig and set at least
+// Dir and BindAddr. A Config is read by Open and must not be changed
+// afterwards.
+type Config struct {
+	// Dir holds the node's Raft log, snapshots and identity. Required. Only
+	// one node may use a Dir at a time; Open takes a lock on it.
+	Dir string
+	// ID names the node in the cluster. Empty: the ID stored in Dir, or a
+	// new random one on first start. A non-empty ID must match the stored
+	// one.
+	ID string
+	// BindAddr is the host:port the node's gRPC server listens on; it
+	// carries Raft traffic, the KV and cluster services. Port 0 picks a
+	// free port (see Node.Addr).
+	BindAddr string
+	// AdvertiseAddr is the address other nodes and clients use to reach
+	// this node. Empty: the bound address.
+	AdvertiseAddr string
+	// Join lists addresses of existing members. A fresh node with a Join
+	// list asks them to add it; a node that already has Raft state ignores
+	// Join. A fresh node with neither Join nor InitialCluster bootstraps a
+	// one-node cluster.
+	Join []string
+	// JoinAsNonvoter joins as a non-voting member (receives the log, does
+	// not vote or count for commits).
+	JoinAsNonvoter bool
+	// InitialCluster, when set, lists every member of a new cluster (this
+	// node included); each bootstraps with the same list. Ignored once the
+	// node has Raft state.
+	InitialCluster []Peer
+
+	// HeartbeatTimeout and ElectionTimeout bound how long a follower waits
+	// for the leader before starting an election. LeaderLeaseTimeout is how
+	// long a leader stays leader without contact with a quorum.
+	HeartbeatTimeout   time.Duration
+	ElectionTimeout    time.Duration
+	LeaderLeaseTimeout time.Duration
+
+	// LogStore selects the Raft log format for a new Dir. An existing Dir
+	// keeps the format it was created with; asking for another is an error.
+	// Empty means LogStoreBolt, or whatever the Dir already has.
+	LogStore LogStoreKind
+
+	// SnapshotThreshold is the minimum number of log entries since the
+	// last snapshot before a new one is taken.
+	SnapshotThreshold uint64
+	// SnapshotSizeRatio also requires the bytes written since the last
+	// snapshot to reach this fraction of the state's size, so a large state
+	// is not rewritten every few thousand small writes. 0 disables this
+	// rule.
+	SnapshotSizeRatio float64
+	// SnapshotInterval is how often the snapshot rules are checked.
+	SnapshotInterval time.Duration
+	// TrailingLogs is how many log entries are kept behind a snapshot, so
+	// a follower that lags by less than this catches up from the log
+	// instead of a full snapshot.
+	TrailingLogs uint64
+	// RetainSnapshots is how many snapshot files are kept on disk.
+	RetainSnapshots int
+
+	// QuotaBytes bounds the state's size (the sum of key and value
+	// lengths). Writes that would exceed it fail with ErrQuotaExceeded;
+	// reads and deletes keep working. 0 means no limit.
+	QuotaBytes int64
+	// MaxKeySize and MaxValueSize bound one key and one value, in bytes.
+	MaxKeySize   int
+	MaxValueSize int
+
+	// TLS, when set, serves the node's port over TLS. For mutual TLS set
+	// ClientAuth and ClientCAs. PeerTLS is used when this node dials other
+	// nodes (Raft, forwarding, join); nil with TLS set means dialing with
+	// TLS using TLS.RootCAs and TLS.Certificates.
+	TLS     *tls.Config
+	PeerTLS *tls.Config
+
+	// Logger receives the node's logs, hashicorp/raft's included. Nil
+	// means slog.Default().
+	Logger *slog.Logger
+
+	// Listener, when set, is served instead of listening on BindAddr (the
+	// node does not close a Listener it did not create until Close).
+	Listener net.Listener
+	// Dialer, when set, replaces the network dialer for connections to
+	// other nodes.
+	Dialer func(ctx context.Context, addr string) (net.Conn, error)
+	// RaftTransport, when set, carries Raft traffic instead of the gRPC
+	// transport on the node's port. The skifftest package uses
+	// raft.InmemTransport; most programs leave it nil.
+	RaftTransport raft.Transport
+}
+
+// Default limits.
+const (
+	DefaultMaxKeySize   = 4 << 10
+	DefaultMaxValueSize = 1 << 20
+	DefaultQuotaBytes   = 2 << 30
+)
+
+// DefaultConfig returns a Config with every tunable set to its default.
+// Dir and BindAddr are left for the caller.
+func DefaultConfig() Config {
+	return Config{
+		HeartbeatTimeout:   1000 * time.Millisecond,
+		ElectionTimeout:    1000 * time.Millisecond,
+		LeaderLeaseTimeout: 500 * time.Millisecond,
+		SnapshotThreshold:  8192,
+		SnapshotSizeRatio:  0.5,
+		SnapshotInterval:   10 * time.Second,
+		TrailingLogs:       10240,
+		RetainSnapshots:    2,
+		QuotaBytes:         DefaultQuotaBytes,
+		MaxKeySize:         DefaultMaxKeySize,
+		MaxValueSize:       DefaultMaxValueSize,
+	}
+}
+
+// withDefaults fills zero tunables from DefaultConfig, so a Config built
+// from a literal works too.
+func (c Config) withDefaults() Config {
+	d := DefaultConfig()
+	setDur := func(p *time.Duration, v time.Duration) {
+		if *p == 0 {
+			*p = v
+		}
+	}
+	setDur(&c.HeartbeatTimeout, d.HeartbeatTimeout)
+	setDur(&c.ElectionTimeout, d.ElectionTimeout)
+	setDur(&c.LeaderLeaseTimeout, d.LeaderLeaseTimeout)
+	setDur(&c.SnapshotInterval, d.SnapshotInterval)
+	if c.SnapshotThreshold == 0 {
+		c.SnapshotThreshold = d.SnapshotThreshold
+	}
+	if c.TrailingLogs == 0 {
+		c.TrailingLogs = d.TrailingLogs
+	}
+	if c.RetainSnapshots == 0 {
+		c.RetainSnapshots = d.RetainSnapshots
+	}
+	if c.MaxKeySize == 0 {
+		c.MaxKeySize = d.MaxKeySize
+	}
+	if c.MaxValueSize == 0 {
+		c.MaxValueSize = d.MaxValueSize
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c
+}
+
+// validate reports the first problem with c as an error wrapping
+// ErrConfig.
+func (c Config) validate() error {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: "+format, append([]any{ErrConfig}, args...)...)
+	}
+	switch {
+	case c.Dir == "":
+		return bad("Dir is required")
+	case c.BindAddr == "" && c.Listener == nil:
+		return bad("BindAddr is required")
+	case c.LogStore != "" && c.LogStore != LogStoreBolt && c.LogStore != LogStoreWAL:
+		return bad("unknown LogStore %q", c.LogStore)
+	case c.HeartbeatTimeout < 5*time.Millisecond || c.ElectionTimeout < 5*time.Millisecond:
+		return bad("HeartbeatTimeout and ElectionTimeout must be at least 5ms")
+	case c.LeaderLeaseTimeout > c.HeartbeatTimeout:
+		return bad("LeaderLeaseTimeout %v exceeds HeartbeatTimeout %v", c.LeaderLeaseTimeout, c.HeartbeatTimeout)
+	case c.SnapshotSizeRatio < 0:
+		return bad("SnapshotSizeRatio must not be negative")
+	case c.QuotaBytes < 0 || c.MaxKeySize < 0 || c.MaxValueSize < 0:
+		return bad("QuotaBytes, MaxKeySize and MaxValueSize must not be negative")
+	case c.MaxValueSize > 64<<20:
+		return bad("MaxValueSize %d exceeds 64 MiB", c.MaxValueSize)
+	case len(c.Join) > 0 && len(c.InitialCluster) > 0:
+		return bad("Join and InitialCluster are mutually exclusive")
+	}
+	if c.ID != "" {
+		if err := validateID(c.ID); err != nil {
+			return err
+		}
+	}
+	for _, p := range c.InitialCluster {
+		if err := validateID(p.ID); err != nil {
+			return err
+		}
+		if p.Address == "" {
+			return bad("InitialCluster member %q has no address", p.ID)
+		}
+	}
+	return nil
+}

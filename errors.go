@@ -1,0 +1,63 @@
+package skiff
+
+import "errors"
+
+// Errors returned by a Node and by a Client. They are compared with
+// errors.Is; the network client maps gRPC statuses back to these same
+// values, so code written against the embedded node works unchanged over
+// the network. Returned errors usually wrap one of these with context.
+var (
+	// ErrNotFound: the key does not exist.
+	ErrNotFound = errors.New("skiff: key not found")
+	// ErrExists: Create found the key already present.
+	ErrExists = errors.New("skiff: key already exists")
+	// ErrRevisionMismatch: CompareAndSwap or DeleteIf found the key at
+	// another revision, or absent.
+	ErrRevisionMismatch = errors.New("skiff: revision mismatch")
+	// ErrInvalidKey: the key is empty, not valid UTF-8, has an empty
+	// segment or a control character.
+	ErrInvalidKey = errors.New("skiff: invalid key")
+	// ErrKeyTooLarge: the key is longer than Config.MaxKeySize.
+	ErrKeyTooLarge = errors.New("skiff: key too large")
+	// ErrValueTooLarge: the value is longer than Config.MaxValueSize.
+	ErrValueTooLarge = errors.New("skiff: value too large")
+	// ErrQuotaExceeded: the write would grow the state beyond
+	// Config.QuotaBytes. Reads and deletes keep working.
+	ErrQuotaExceeded = errors.New("skiff: state quota exceeded")
+	// ErrInvalidArgument: a request other than its key or value is malformed
+	// (a negative limit, an unknown option, an empty member ID, ...).
+	ErrInvalidArgument = errors.New("skiff: invalid argument")
+	// ErrNoLeader: the cluster has no leader that this node can reach.
+	ErrNoLeader = errors.New("skiff: no leader")
+	// ErrNotLeader: the operation needs the leader and this node lost
+	// leadership while serving it. Retrying on the new leader is safe only
+	// for reads and for writes known not to have been applied.
+	ErrNotLeader = errors.New("skiff: not the leader")
+	// ErrIndeterminate: a write was sent but its outcome is unknown (the
+	// connection or the leader was lost before the answer). It may or may
+	// not have been applied; it is never retried silently.
+	ErrIndeterminate = errors.New("skiff: write outcome unknown")
+	// ErrTimeout: the context's deadline passed before the operation
+	// finished.
+	ErrTimeout = errors.New("skiff: timeout")
+	// ErrClosed: the node or client has been closed.
+	ErrClosed = errors.New("skiff: closed")
+	// ErrNotMember: the named server is not a member of the cluster.
+	ErrNotMember = errors.New("skiff: not a member")
+	// ErrMemberConflict: a join used an ID or address that another member
+	// already has, or came from another cluster.
+	ErrMemberConflict = errors.New("skiff: member conflict")
+	// ErrCompacted: a watch asked for revisions older than the retained
+	// history.
+	ErrCompacted = errors.New("skiff: revision compacted")
+	// ErrWatchLagged: a watcher fell too far behind and was ended; resume
+	// from the revision in the WatchLaggedError.
+	ErrWatchLagged = errors.New("skiff: watcher fell behind")
+	// ErrCorrupt: a data file or snapshot failed its checksum or could not
+	// be decoded.
+	ErrCorrupt = errors.New("skiff: corrupt data")
+	// ErrConfig: the Config is invalid, or does not match the data dir.
+	ErrConfig = errors.New("skiff: invalid config")
+	// ErrUnavailable: the node could not be reached.
+	ErrUnavailable = errors.New("skiff: node unavailable")
+)

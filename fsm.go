@@ -1,0 +1,229 @@
+package skiff
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"sync"
+	"sync/atomic"
+
+	"github.com/hashicorp/raft"
+	skiffpb "github.com/skiffkv/skiff/proto"
+	"github.com/skiffkv/skiff/store"
+)
+
+// fsm applies committed log entries to the in-memory store. It is only a
+// bridge: decode, check the condition, hand the write to store. Its state
+// is durable through the Raft log and snapshots, never through its own
+// files.
+type fsm struct {
+	store *store.Store
+
+	mu      sync.Mutex
+	applied uint64        // last log index reflected in store; guarded by mu
+	advance chan struct{} // closed and replaced when applied grows
+
+	// written counts command bytes applied since the last snapshot; the
+	// snapshot policy reads it.
+	written atomic.Int64
+
+	// publish, when set, receives every batch's changes in apply order.
+	// It runs on the apply goroutine and must not block.
+	publish func(changes []change, rev uint64, reset bool)
+}
+
+var (
+	_ raft.BatchingFSM = (*fsm)(nil)
+	_ raft.FSMSnapshot = (*fsmSnapshot)(nil)
+)
+
+// change is one applied write, as watchers see it.
+type change struct {
+	deleted bool
+	kv      store.Entry // for a delete: Key and ModRevision (the delete's index)
+	prev    store.Entry
+	hadPrev bool
+}
+
+// applyResult is what Raft hands back to the proposer of a command.
+type applyResult struct {
+	kv   store.Entry
+	prev store.Entry
+	had  bool
+	// deleted marks a delete; noop a delete of an absent key, which
+	// changes nothing and is not published.
+	deleted, noop bool
+	err           error
+}
+
+func newFSM() *fsm {
+	return &fsm{store: store.New(), advance: make(chan struct{})}
+}
+
+// Apply is required by raft.FSM; batches come through ApplyBatch.
+func (f *fsm) Apply(l *raft.Log) any {
+	return f.ApplyBatch([]*raft.Log{l})[0]
+}
+
+// ApplyBatch applies a batch of committed entries as one store
+// transaction, so readers see either none or all of it.
+func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
+	results := make([]any, len(logs))
+	if len(logs) == 0 {
+		return results
+	}
+	txn := f.store.Txn()
+	var changes []change
+	for i, l := range logs {
+		if l.Type != raft.LogCommand {
+			continue
+		}
+		f.written.Add(int64(len(l.Data)))
+		res := applyCommand(txn, l)
+		results[i] = res
+		if res.err == nil && !res.noop {
+			changes = append(changes, change{deleted: res.deleted, kv: res.kv, prev: res.prev, hadPrev: res.had})
+		}
+	}
+	last := logs[len(logs)-1].Index
+	txn.Commit(last)
+	f.setApplied(last)
+	if f.publish != nil && len(changes) > 0 {
+		f.publish(changes, last, false)
+	}
+	return results
+}
+
+// applyCommand applies one entry. A failed condition or an undecodable
+// entry is a result for the proposer, never a panic: every replica reaches
+// the same verdict from the same state.
+func applyCommand(txn *store.Txn, l *raft.Log) *applyResult {
+	cmd, err := decodeCommand(l.Data)
+	if err != nil {
+		return &applyResult{err: fmt.Errorf("log entry %d: %w", l.Index, err)}
+	}
+	switch op := cmd.Op.(type) {
+	case *skiffpb.Command_Put:
+		cur, exists := txn.Get(op.Put.Key)
+		if err := checkCondition(op.Put.Condition, cur, exists); err != nil {
+			return &applyResult{err: err, prev: cur, had: exists}
+		}
+		prev, had := txn.Put(op.Put.Key, op.Put.Value, l.Index)
+		kv, _ := txn.Get(op.Put.Key)
+		return &applyResult{kv: kv, prev: prev, had: had}
+	case *skiffpb.Command_Delete:
+		cur, exists := txn.Get(op.Delete.Key)
+		if err := checkCondition(op.Delete.Condition, cur, exists); err != nil {
+			return &applyResult{err: err, prev: cur, had: exists}
+		}
+		if !exists {
+			// Deleting an absent key succeeds and changes nothing.
+			return &applyResult{kv: store.Entry{Key: op.Delete.Key, ModRevision: l.Index}, deleted: true, noop: true}
+		}
+		prev, _ := txn.Delete(op.Delete.Key, l.Index)
+		return &applyResult{kv: store.Entry{Key: op.Delete.Key, ModRevision: l.Index}, prev: prev, had: true, deleted: true}
+	default:
+		return &applyResult{err: fmt.Errorf("%w: log entry %d has no operation", ErrCorrupt, l.Index)}
+	}
+}
+
+func checkCondition(c *skiffpb.Condition, cur store.Entry, exists bool) error {
+	switch c.GetKind() {
+	case skiffpb.Condition_NONE:
+		return nil
+	case skiffpb.Condition_ABSENT:
+		if exists {
+			return fmt.Errorf("%w: %q at revision %d", ErrExists, cur.Key, cur.ModRevision)
+		}
+		return nil
+	case skiffpb.Condition_MOD_REVISION:
+		if !exists {
+			return fmt.Errorf("%w: key is absent, want revision %d", ErrRevisionMismatch, c.ModRevision)
+		}
+		if cur.ModRevision != c.ModRevision {
+			return fmt.Errorf("%w: %q is at revision %d, want %d", ErrRevisionMismatch, cur.Key, cur.ModRevision, c.ModRevision)
+		}
+		return nil
+	}
+	return fmt.Errorf("%w: unknown condition %d", ErrCorrupt, c.GetKind())
+}
+
+func (f *fsm) setApplied(idx uint64) {
+	f.mu.Lock()
+	f.applied = idx
+	close(f.advance)
+	f.advance = make(chan struct{})
+	f.mu.Unlock()
+}
+
+// appliedIndex is the last log index the store reflects.
+func (f *fsm) appliedIndex() uint64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.applied
+}
+
+// waitApplied blocks until the store reflects log index idx or ctx ends.
+func (f *fsm) waitApplied(ctx context.Context, idx uint64) error {
+	for {
+		f.mu.Lock()
+		applied, ch := f.applied, f.advance
+		f.mu.Unlock()
+		if applied >= idx {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctxError(ctx, fmt.Sprintf("waiting for index %d to be applied (at %d)", idx, applied))
+		}
+	}
+}
+
+// Snapshot captures the current immutable view in O(1); Persist streams it
+// while writes go on.
+func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
+	f.written.Store(0)
+	return &fsmSnapshot{view: f.store.View()}, nil
+}
+
+// Restore replaces the whole state with a snapshot's.
+func (f *fsm) Restore(rc io.ReadCloser) error {
+	defer rc.Close()
+	view, err := store.ReadView(bufio.NewReaderSize(rc, 1<<20))
+	if err != nil {
+		return fmt.Errorf("restore snapshot: %w", err)
+	}
+	f.install(view)
+	return nil
+}
+
+// install makes view the state, as of its revision.
+func (f *fsm) install(view *store.View) {
+	f.store.Reset(view)
+	f.written.Store(0)
+	f.setApplied(view.Revision())
+	if f.publish != nil {
+		f.publish(nil, view.Revision(), true)
+	}
+}
+
+type fsmSnapshot struct {
+	view *store.View
+}
+
+func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
+	w := bufio.NewWriterSize(sink, 1<<20)
+	if _, err := s.view.WriteTo(w); err != nil {
+		sink.Cancel()
+		return fmt.Errorf("write snapshot: %w", err)
+	}
+	if err := w.Flush(); err != nil {
+		sink.Cancel()
+		return fmt.Errorf("write snapshot: %w", err)
+	}
+	return sink.Close()
+}
+
+func (s *fsmSnapshot) Release() {}

@@ -1,0 +1,73 @@
+package skiff
+
+import (
+	"fmt"
+	"strings"
+	"unicode/utf8"
+)
+
+// Keys are '/'-separated paths such as "users/alice/email". A key is
+// non-empty valid UTF-8 without control characters, does not start or end
+// with '/', and has no empty segment ("a//b"). A prefix names a subtree at
+// segment boundaries: "users" and "users/" both mean every key below
+// "users/", and neither matches "usersx" or "users" itself.
+
+// validateKey reports why key is not a valid key, or nil.
+func validateKey(key string, maxSize int) error {
+	if len(key) > maxSize {
+		return fmt.Errorf("%w: %d bytes, limit %d", ErrKeyTooLarge, len(key), maxSize)
+	}
+	if key == "" {
+		return fmt.Errorf("%w: empty key", ErrInvalidKey)
+	}
+	if key[0] == '/' || key[len(key)-1] == '/' {
+		return fmt.Errorf("%w: %q starts or ends with '/'", ErrInvalidKey, key)
+	}
+	return checkPath(key)
+}
+
+// checkPath rejects invalid UTF-8, control characters and empty segments.
+func checkPath(p string) error {
+	if !utf8.ValidString(p) {
+		return fmt.Errorf("%w: %q is not valid UTF-8", ErrInvalidKey, p)
+	}
+	if strings.Contains(p, "//") {
+		return fmt.Errorf("%w: %q has an empty segment", ErrInvalidKey, p)
+	}
+	for _, r := range p {
+		if r < 0x20 || r == 0x7f {
+			return fmt.Errorf("%w: %q has a control character", ErrInvalidKey, p)
+		}
+	}
+	return nil
+}
+
+// normalizePrefix validates a subtree prefix and returns it without its
+// trailing '/'. The empty prefix means the whole tree.
+func normalizePrefix(prefix string, maxSize int) (string, error) {
+	p := strings.TrimSuffix(prefix, "/")
+	if p == "" {
+		if prefix != "" {
+			return "", fmt.Errorf("%w: prefix %q", ErrInvalidKey, prefix)
+		}
+		return "", nil
+	}
+	if err := validateKey(p, maxSize); err != nil {
+		return "", err
+	}
+	return p, nil
+}
+
+// validateID checks a node ID: non-empty, printable, no spaces, at most
+// 128 bytes.
+func validateID(id string) error {
+	if id == "" || len(id) > 128 || !utf8.ValidString(id) {
+		return fmt.Errorf("%w: node ID %q must be 1 to 128 bytes of UTF-8", ErrInvalidArgument, id)
+	}
+	for _, r := range id {
+		if r <= 0x20 || r == 0x7f {
+			return fmt.Errorf("%w: node ID %q has a space or control character", ErrInvalidArgument, id)
+		}
+	}
+	return nil
+}
