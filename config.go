@@ -208,12 +208,12 @@ func (c Config) validate() error {
 	}
 	if c.ID != "" {
 		if err := validateID(c.ID); err != nil {
-			return err
+			return fmt.Errorf("%w: %w", ErrConfig, err)
 		}
 	}
 	for _, p := range c.InitialCluster {
 		if err := validateID(p.ID); err != nil {
-			return err
+			return fmt.Errorf("%w: InitialCluster: %w", ErrConfig, err)
 		}
 		if p.Address == "" {
 			return bad("InitialCluster member %q has no address", p.ID)

@@ -188,24 +188,55 @@ func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 	return &fsmSnapshot{view: f.store.View()}, nil
 }
 
-// Restore replaces the whole state with a snapshot's.
+// Restore replaces the whole state with a snapshot's. Raft calls it for a
+// snapshot sent by the leader and for a user's restore, whose revision is
+// older than the state it replaces: the applied index never goes
+// backwards, so reads waiting for an index are not stranded.
+//
+// The applied index only ever names a command entry (or a snapshot's
+// revision, which is one): Raft does not pass its no-op and barrier
+// entries to the state machine, so indexes of those are never waited for.
 func (f *fsm) Restore(rc io.ReadCloser) error {
-	defer rc.Close()
-	view, err := store.ReadView(bufio.NewReaderSize(rc, 1<<20))
+	view, err := readSnapshot(rc)
 	if err != nil {
-		return fmt.Errorf("restore snapshot: %w", err)
+		return err
 	}
-	f.install(view)
+	f.install(view, max(view.Revision(), f.appliedIndex()))
 	return nil
 }
 
-// install makes view the state, as of its revision.
-func (f *fsm) install(view *store.View) {
+// restoreAt installs a snapshot file Raft recorded at index.
+func (f *fsm) restoreAt(rc io.ReadCloser, index uint64) error {
+	view, err := readSnapshot(rc)
+	if err != nil {
+		return err
+	}
+	if view.Revision() > index {
+		return fmt.Errorf("%w: state at revision %d is newer than the snapshot's index %d", ErrCorrupt, view.Revision(), index)
+	}
+	f.install(view, view.Revision())
+	return nil
+}
+
+func readSnapshot(rc io.ReadCloser) (*store.View, error) {
+	view, err := store.ReadView(bufio.NewReaderSize(rc, 1<<20))
+	cerr := rc.Close()
+	if err != nil {
+		return nil, fmt.Errorf("restore snapshot: %w", err)
+	}
+	if cerr != nil {
+		return nil, fmt.Errorf("restore snapshot: %w", cerr)
+	}
+	return view, nil
+}
+
+// install makes view the state, with applied index idx.
+func (f *fsm) install(view *store.View, idx uint64) {
 	f.store.Reset(view)
 	f.written.Store(0)
-	f.setApplied(view.Revision())
+	f.setApplied(idx)
 	if f.publish != nil {
-		f.publish(nil, view.Revision(), true)
+		f.publish(nil, idx, true)
 	}
 }
 

@@ -1,0 +1,240 @@
+package skiff
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/hashicorp/raft"
+	skiffpb "github.com/skiffkv/skiff/proto"
+)
+
+// Member is one server in the cluster's configuration.
+type Member struct {
+	ID      string
+	Address string
+	Voter   bool // votes and counts towards commits; false for a non-voter
+	Leader  bool
+}
+
+// Members returns the cluster's configuration as this node knows it (the
+// latest one, possibly not yet committed), ordered as Raft keeps it.
+func (n *Node) Members(ctx context.Context) ([]Member, error) {
+	if n.isClosed() {
+		return nil, ErrClosed
+	}
+	f := n.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return nil, raftError(err, false)
+	}
+	_, leader := n.raft.LeaderWithID()
+	var out []Member
+	for _, s := range f.Configuration().Servers {
+		out = append(out, Member{
+			ID:      string(s.ID),
+			Address: string(s.Address),
+			Voter:   s.Suffrage == raft.Voter,
+			Leader:  s.ID == leader,
+		})
+	}
+	return out, nil
+}
+
+// AddVoter adds a voting member, or promotes a non-voter. Adding a member
+// that already exists with the same ID and address is a no-op; the same
+// ID with a new address updates the address. An address that another ID
+// uses is ErrMemberConflict. Called on a follower, it is forwarded to the
+// leader.
+func (n *Node) AddVoter(ctx context.Context, id, addr string) error {
+	return n.addMember(ctx, id, addr, true)
+}
+
+// AddNonvoter adds a member that receives the log but does not vote, with
+// the same rules as AddVoter. An existing voter stays a voter.
+func (n *Node) AddNonvoter(ctx context.Context, id, addr string) error {
+	return n.addMember(ctx, id, addr, false)
+}
+
+func (n *Node) addMember(ctx context.Context, id, addr string, voter bool) error {
+	if err := validateID(id); err != nil {
+		return err
+	}
+	if addr == "" {
+		return fmt.Errorf("%w: member %q has no address", ErrInvalidArgument, id)
+	}
+	return n.onLeader(ctx, func(ctx context.Context) error {
+		return n.addMemberLocal(ctx, id, addr, voter)
+	}, func(ctx context.Context, c skiffpb.ClusterClient) error {
+		_, err := c.AddMember(ctx, &skiffpb.AddMemberRequest{Id: id, Address: addr, Voter: voter})
+		return err
+	})
+}
+
+func (n *Node) addMemberLocal(ctx context.Context, id, addr string, voter bool) error {
+	f := n.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return raftError(err, false)
+	}
+	for _, s := range f.Configuration().Servers {
+		switch {
+		case string(s.ID) == id && string(s.Address) == addr && (s.Suffrage == raft.Voter || !voter):
+			return nil
+		case string(s.ID) != id && string(s.Address) == addr:
+			return fmt.Errorf("%w: address %s belongs to member %q", ErrMemberConflict, addr, s.ID)
+		}
+	}
+	timeout := time.Until(deadline(ctx))
+	var fut raft.IndexFuture
+	if voter {
+		fut = n.raft.AddVoter(raft.ServerID(id), raft.ServerAddress(addr), 0, timeout)
+	} else {
+		fut = n.raft.AddNonvoter(raft.ServerID(id), raft.ServerAddress(addr), 0, timeout)
+	}
+	if err := wait(ctx, fut); err != nil {
+		return err
+	}
+	n.log.Info("member added", "member", id, "addr", addr, "voter", voter)
+	return nil
+}
+
+// RemoveServer removes a member. Removing the leader makes it step down
+// once the change commits. Removing an unknown ID is ErrNotMember.
+func (n *Node) RemoveServer(ctx context.Context, id string) error {
+	if err := validateID(id); err != nil {
+		return err
+	}
+	return n.onLeader(ctx, func(ctx context.Context) error {
+		if _, err := n.member(id); err != nil {
+			return err
+		}
+		if err := wait(ctx, n.raft.RemoveServer(raft.ServerID(id), 0, time.Until(deadline(ctx)))); err != nil {
+			return err
+		}
+		n.log.Info("member removed", "member", id)
+		return nil
+	}, func(ctx context.Context, c skiffpb.ClusterClient) error {
+		_, err := c.RemoveMember(ctx, &skiffpb.RemoveMemberRequest{Id: id})
+		return err
+	})
+}
+
+// TransferLeadership asks the leader to hand leadership to the member id,
+// or to the most up-to-date voter when id is empty, and waits until it has.
+func (n *Node) TransferLeadership(ctx context.Context, id string) error {
+	if id != "" {
+		if err := validateID(id); err != nil {
+			return err
+		}
+	}
+	return n.onLeader(ctx, func(ctx context.Context) error {
+		if id == "" {
+			return wait(ctx, n.raft.LeadershipTransfer())
+		}
+		m, err := n.member(id)
+		if err != nil {
+			return err
+		}
+		if !m.Voter {
+			return fmt.Errorf("%w: %q is not a voter", ErrInvalidArgument, id)
+		}
+		if id == n.id {
+			return nil
+		}
+		return wait(ctx, n.raft.LeadershipTransferToServer(raft.ServerID(id), raft.ServerAddress(m.Address)))
+	}, func(ctx context.Context, c skiffpb.ClusterClient) error {
+		_, err := c.TransferLeadership(ctx, &skiffpb.TransferLeadershipRequest{Id: id})
+		return err
+	})
+}
+
+func (n *Node) member(id string) (Member, error) {
+	ms, err := n.Members(context.Background())
+	if err != nil {
+		return Member{}, err
+	}
+	for _, m := range ms {
+		if m.ID == id {
+			return m, nil
+		}
+	}
+	return Member{}, fmt.Errorf("%w: %q", ErrNotMember, id)
+}
+
+// onLeader runs local when this node leads and remote against the leader
+// otherwise, retrying across leader changes. Both must be idempotent.
+func (n *Node) onLeader(ctx context.Context, local func(context.Context) error,
+	remote func(context.Context, skiffpb.ClusterClient) error) error {
+	if n.isClosed() {
+		return ErrClosed
+	}
+	ctx, cancel := withDefaultTimeout(ctx)
+	defer cancel()
+	_, err := retry(ctx, n, func(ctx context.Context) (struct{}, error) {
+		if n.raft.State() == raft.Leader {
+			return struct{}{}, local(ctx)
+		}
+		fctx, conn, err := n.leaderConn(ctx)
+		if err != nil {
+			return struct{}{}, err
+		}
+		return struct{}{}, fromStatus(remote(fctx, skiffpb.NewClusterClient(conn)))
+	})
+	return err
+}
+
+// wait waits for a Raft future whose change, like a membership change, is
+// safe to retry.
+func wait(ctx context.Context, f raft.Future) error {
+	done := make(chan error, 1)
+	go func() { done <- f.Error() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			return raftError(err, false)
+		}
+		return nil
+	case <-ctx.Done():
+		return ctxError(ctx, "waiting for the cluster")
+	}
+}
+
+// join asks the members in Config.Join to add this fresh node, trying
+// each in turn with backoff until one succeeds or ctx ends. Any member
+// will do: followers forward to the leader.
+func (n *Node) join(ctx context.Context) error {
+	req := &skiffpb.AddMemberRequest{Id: n.id, Address: n.addr, Voter: !n.cfg.JoinAsNonvoter}
+	backoff := 100 * time.Millisecond
+	var last error
+	for attempt := 0; ; attempt++ {
+		addr := n.cfg.Join[attempt%len(n.cfg.Join)]
+		last = n.joinVia(ctx, addr, req)
+		if last == nil {
+			n.log.Info("joined cluster", "via", addr)
+			return nil
+		}
+		if errors.Is(last, ErrMemberConflict) || errors.Is(last, ErrInvalidArgument) || errors.Is(last, ErrConfig) {
+			return fmt.Errorf("join via %s: %w", addr, last)
+		}
+		n.log.Warn("join attempt failed", "via", addr, "err", last)
+		t := time.NewTimer(backoff)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("join %v: %w (last error: %v)", n.cfg.Join, ctxError(ctx, "joining"), last)
+		}
+		backoff = min(2*backoff, 2*time.Second)
+	}
+}
+
+func (n *Node) joinVia(ctx context.Context, addr string, req *skiffpb.AddMemberRequest) error {
+	conn, err := n.peers.get(addr)
+	if err != nil {
+		return err
+	}
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	_, err = skiffpb.NewClusterClient(conn).AddMember(cctx, req)
+	return fromStatus(err)
+}

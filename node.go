@@ -1,0 +1,411 @@
+package skiff
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"math"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	transport "github.com/Jille/raft-grpc-transport"
+	"github.com/hashicorp/raft"
+	"github.com/skiffkv/skiff/internal/dirlock"
+	"github.com/skiffkv/skiff/internal/hclogslog"
+	skiffpb "github.com/skiffkv/skiff/proto"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+)
+
+// Node is one member of a skiff cluster, embedded in the calling process.
+// It serves the KV API to the program that opened it and, on its gRPC
+// port, to other nodes and network clients.
+//
+// All methods are safe for concurrent use. Every method that takes a
+// context returns when the context ends; one whose context has no deadline
+// gets a default of 10 seconds.
+type Node struct {
+	cfg  Config
+	id   string
+	addr string // advertised gRPC address, also the Raft address
+	log  *slog.Logger
+
+	lock  *dirlock.Lock
+	logs  logStore
+	kind  LogStoreKind
+	snaps *raft.FileSnapshotStore
+	fsm   *fsm
+	raft  *raft.Raft
+	tm    *transport.Manager // nil when Config.RaftTransport is set
+
+	lis   net.Listener
+	srv   *grpc.Server
+	peers *peerPool
+	reads *readIndexer
+
+	closing   chan struct{}
+	closeOnce sync.Once
+	closeErr  error
+	wg        sync.WaitGroup
+}
+
+// defaultTimeout bounds calls whose context has no deadline.
+const defaultTimeout = 10 * time.Second
+
+// Open starts a node on cfg.Dir. A fresh Dir bootstraps a new cluster, or
+// joins an existing one when cfg.Join is set (Open returns once this node
+// has been added); a Dir with Raft state rejoins the cluster it belongs
+// to. ctx bounds the join, not the node's life.
+//
+// Open fails with an error wrapping ErrConfig for an invalid Config, and
+// with an error naming the file when the data dir is locked by another
+// node or holds a damaged snapshot. On failure everything Open started is
+// stopped again.
+func Open(ctx context.Context, cfg Config) (*Node, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	n := &Node{cfg: cfg, log: cfg.Logger, closing: make(chan struct{})}
+	n.peers = newPeerPool(n)
+	fresh, err := n.start()
+	if err != nil {
+		n.shutdown()
+		return nil, err
+	}
+	if fresh && len(cfg.Join) > 0 {
+		if err := n.join(ctx); err != nil {
+			n.shutdown()
+			return nil, err
+		}
+	}
+	n.wg.Add(1)
+	go n.snapshotLoop()
+	return n, nil
+}
+
+// start opens the data dir and starts Raft and the gRPC server. It reports
+// whether the dir had no Raft state yet.
+func (n *Node) start() (fresh bool, err error) {
+	cfg := n.cfg
+	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
+		return false, fmt.Errorf("open node: %w", err)
+	}
+	if n.lock, err = dirlock.Acquire(cfg.Dir); err != nil {
+		return false, fmt.Errorf("open node: %w", err)
+	}
+	if n.id, err = loadID(cfg.Dir, cfg.ID); err != nil {
+		return false, err
+	}
+	n.log = n.log.With("node", n.id)
+	hlog := hclogslog.New(n.log.With("component", "raft"))
+	if n.logs, n.kind, err = openLogStore(cfg.Dir, cfg.LogStore, hlog); err != nil {
+		return false, err
+	}
+	if n.snaps, err = raft.NewFileSnapshotStoreWithLogger(cfg.Dir, cfg.RetainSnapshots, hlog); err != nil {
+		return false, fmt.Errorf("open snapshot store: %w", err)
+	}
+	n.fsm = newFSM()
+	if err := n.restoreLatest(); err != nil {
+		return false, err
+	}
+	if err := n.listen(); err != nil {
+		return false, err
+	}
+	trans := cfg.RaftTransport
+	if trans == nil {
+		n.tm = transport.New(raft.ServerAddress(n.addr), n.peers.dialOptions())
+		n.tm.Register(n.srv)
+		trans = n.tm.Transport()
+	}
+	existing, err := raft.HasExistingState(n.logs, n.logs, n.snaps)
+	if err != nil {
+		return false, fmt.Errorf("read raft state: %w", err)
+	}
+	if !existing {
+		if err := n.bootstrap(trans); err != nil {
+			return false, err
+		}
+	}
+	if n.raft, err = raft.NewRaft(n.raftConfig(hlog), n.fsm, n.logs, n.logs, n.snaps, trans); err != nil {
+		return false, fmt.Errorf("start raft: %w", err)
+	}
+	n.reads = newReadIndexer(n.raft, n.fsm)
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		if err := n.srv.Serve(n.lis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+			n.log.Error("grpc server stopped", "err", err)
+		}
+	}()
+	n.log.Info("node started", "addr", n.addr, "dir", cfg.Dir, "log_store", n.kind, "fresh", !existing)
+	return !existing, nil
+}
+
+func (n *Node) raftConfig(hlog *hclogslog.Logger) *raft.Config {
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(n.id)
+	rc.HeartbeatTimeout = n.cfg.HeartbeatTimeout
+	rc.ElectionTimeout = n.cfg.ElectionTimeout
+	rc.LeaderLeaseTimeout = n.cfg.LeaderLeaseTimeout
+	rc.TrailingLogs = n.cfg.TrailingLogs
+	// Raft's own snapshot trigger counts entries only; snapshotLoop adds
+	// the size rule, so Raft's is set out of reach.
+	rc.SnapshotThreshold = math.MaxUint64
+	rc.SnapshotInterval = 24 * time.Hour
+	rc.BatchApplyCh = true
+	rc.MaxAppendEntries = 256
+	rc.NoSnapshotRestoreOnStart = true // restoreLatest did it, strictly
+	rc.Logger = hlog
+	return rc
+}
+
+// bootstrap writes the first configuration of a new cluster: the static
+// InitialCluster, or this node alone unless it is going to join.
+func (n *Node) bootstrap(trans raft.Transport) error {
+	var servers []raft.Server
+	switch {
+	case len(n.cfg.InitialCluster) > 0:
+		self := false
+		for _, p := range n.cfg.InitialCluster {
+			self = self || p.ID == n.id
+			servers = append(servers, raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(p.ID), Address: raft.ServerAddress(p.Address)})
+		}
+		if !self {
+			return fmt.Errorf("%w: InitialCluster does not list this node's ID %q", ErrConfig, n.id)
+		}
+	case len(n.cfg.Join) > 0:
+		return nil
+	default:
+		servers = []raft.Server{{Suffrage: raft.Voter, ID: raft.ServerID(n.id), Address: trans.LocalAddr()}}
+	}
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(n.id)
+	err := raft.BootstrapCluster(rc, n.logs, n.logs, n.snaps, trans, raft.Configuration{Servers: servers})
+	if err != nil {
+		return fmt.Errorf("bootstrap: %w", err)
+	}
+	return nil
+}
+
+// listen opens the node's port and creates its gRPC server.
+func (n *Node) listen() error {
+	lis := n.cfg.Listener
+	if lis == nil {
+		var err error
+		if lis, err = net.Listen("tcp", n.cfg.BindAddr); err != nil {
+			return fmt.Errorf("open node: %w", err)
+		}
+	}
+	n.lis = lis
+	n.addr = n.cfg.AdvertiseAddr
+	if n.addr == "" {
+		n.addr = lis.Addr().String()
+		if host, _, err := net.SplitHostPort(n.addr); err == nil {
+			if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+				return fmt.Errorf("%w: BindAddr %s is a wildcard address; set AdvertiseAddr", ErrConfig, n.addr)
+			}
+		}
+	}
+	maxMsg := 64*(n.cfg.MaxKeySize+n.cfg.MaxValueSize) + 1<<20
+	opts := []grpc.ServerOption{grpc.MaxRecvMsgSize(maxMsg), grpc.MaxSendMsgSize(maxMsg)}
+	if n.cfg.TLS != nil {
+		opts = append(opts, grpc.Creds(credentials.NewTLS(n.cfg.TLS)))
+	}
+	n.srv = grpc.NewServer(opts...)
+	svc := &service{n: n}
+	skiffpb.RegisterKVServer(n.srv, svc)
+	skiffpb.RegisterClusterServer(n.srv, svc)
+	return nil
+}
+
+// restoreLatest loads the newest snapshot into the state machine. Raft is
+// told not to (NoSnapshotRestoreOnStart): it would silently fall back to an
+// older snapshot whose log tail may already be truncated, where a damaged
+// newest snapshot must stop the node with the file's name instead.
+func (n *Node) restoreLatest() error {
+	metas, err := n.snaps.List()
+	if err != nil {
+		return fmt.Errorf("list snapshots: %w", err)
+	}
+	if len(metas) == 0 {
+		return nil
+	}
+	m := metas[0]
+	file := filepath.Join(n.cfg.Dir, snapshotDir, m.ID, "state.bin")
+	start := time.Now()
+	_, rc, err := n.snaps.Open(m.ID)
+	if err != nil {
+		return fmt.Errorf("%w: snapshot %s: %w", ErrCorrupt, file, err)
+	}
+	if err := n.fsm.restoreAt(rc, m.Index); err != nil {
+		return fmt.Errorf("snapshot %s: %w", file, err)
+	}
+	n.log.Info("restored snapshot", "file", file, "index", m.Index,
+		"keys", n.fsm.store.View().Len(), "took", time.Since(start))
+	return nil
+}
+
+// loadID returns the node ID stored in dir, storing want (or a new random
+// ID) on first use. A different non-empty want is a config error.
+func loadID(dir, want string) (string, error) {
+	path := filepath.Join(dir, idFile)
+	b, err := os.ReadFile(path)
+	switch {
+	case err == nil:
+		have := strings.TrimSpace(string(b))
+		if err := validateID(have); err != nil {
+			return "", fmt.Errorf("%w: %s: %w", ErrCorrupt, path, err)
+		}
+		if want != "" && want != have {
+			return "", fmt.Errorf("%w: %s belongs to node %q, config says %q", ErrConfig, dir, have, want)
+		}
+		return have, nil
+	case !errors.Is(err, fs.ErrNotExist):
+		return "", fmt.Errorf("read node ID: %w", err)
+	}
+	id := want
+	if id == "" {
+		var r [8]byte
+		_, _ = rand.Read(r[:])
+		id = "node-" + hex.EncodeToString(r[:])
+	}
+	if err := writeFileAtomic(path, []byte(id+"\n")); err != nil {
+		return "", fmt.Errorf("write node ID: %w", err)
+	}
+	return id, nil
+}
+
+// writeFileAtomic writes and fsyncs a temporary file, renames it over
+// path and fsyncs the directory, so path holds either nothing or all of b.
+func writeFileAtomic(path string, b []byte) error {
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(b)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	if d, err := os.Open(filepath.Dir(path)); err == nil {
+		_ = d.Sync()
+		d.Close()
+	}
+	return nil
+}
+
+// ID returns the node's ID.
+func (n *Node) ID() string { return n.id }
+
+// Addr returns the address other nodes and clients reach this node at.
+func (n *Node) Addr() string { return n.addr }
+
+// Leader returns the ID and address of the leader this node knows of, or
+// empty strings when there is none.
+func (n *Node) Leader() (id, addr string) {
+	a, i := n.raft.LeaderWithID()
+	return string(i), string(a)
+}
+
+// IsLeader reports whether this node currently believes it leads.
+func (n *Node) IsLeader() bool { return n.raft.State() == raft.Leader }
+
+// WaitForLeader blocks until this node knows a leader, and returns its ID.
+// It fails with ErrClosed after Close and with an error wrapping ErrNoLeader
+// and ErrTimeout when ctx ends first.
+func (n *Node) WaitForLeader(ctx context.Context) (string, error) {
+	ctx, cancel := withDefaultTimeout(ctx)
+	defer cancel()
+	ch := make(chan raft.Observation, 1)
+	obs := raft.NewObserver(ch, false, func(o *raft.Observation) bool {
+		_, ok := o.Data.(raft.LeaderObservation)
+		return ok
+	})
+	n.raft.RegisterObserver(obs)
+	defer n.raft.DeregisterObserver(obs)
+	for {
+		if id, _ := n.Leader(); id != "" {
+			return id, nil
+		}
+		select {
+		case <-ch:
+		case <-n.closing:
+			return "", ErrClosed
+		case <-ctx.Done():
+			return "", fmt.Errorf("%w: %w", ErrNoLeader, ctxError(ctx, "waiting for a leader"))
+		}
+	}
+}
+
+// Close stops the node: it leaves the cluster's traffic (it stays a
+// member; see RemoveServer), stops every goroutine, closes the port and
+// the log store and releases the data dir, which may be opened again at
+// once. Calls in flight fail with ErrClosed or, for writes whose outcome
+// is unknown, ErrIndeterminate. Close is idempotent and returns the first
+// error met while stopping.
+func (n *Node) Close() error {
+	n.shutdown()
+	return n.closeErr
+}
+
+func (n *Node) shutdown() {
+	n.closeOnce.Do(func() {
+		close(n.closing)
+		var errs []error
+		if n.raft != nil {
+			errs = append(errs, n.raft.Shutdown().Error())
+		}
+		if n.tm != nil {
+			_ = n.tm.Close() // reports nothing useful; connections are gone either way
+		}
+		if n.srv != nil {
+			n.srv.Stop()
+		} else if n.lis != nil {
+			errs = append(errs, n.lis.Close())
+		}
+		n.peers.close()
+		n.wg.Wait()
+		if n.logs != nil {
+			errs = append(errs, n.logs.Close())
+		}
+		errs = append(errs, n.lock.Release())
+		n.closeErr = errors.Join(errs...)
+		n.log.Info("node closed")
+	})
+}
+
+// withDefaultTimeout gives ctx a deadline of defaultTimeout if it has none.
+func withDefaultTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, defaultTimeout)
+}
+
+// ctxError describes why ctx ended: an error wrapping ErrTimeout and
+// context.DeadlineExceeded, or context.Canceled.
+func ctxError(ctx context.Context, what string) error {
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return fmt.Errorf("%w: %s: %w", ErrTimeout, what, context.DeadlineExceeded)
+	}
+	return fmt.Errorf("%s: %w", what, ctx.Err())
+}

@@ -1,0 +1,213 @@
+package skiff
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/hashicorp/raft"
+	skiffpb "github.com/skiffkv/skiff/proto"
+	"google.golang.org/grpc/metadata"
+)
+
+// service serves the KV and Cluster gRPC services on the node's port. It
+// converts between protobuf and the Node API; the Node does the work, so
+// network callers get exactly the embedded API's behaviour and errors.
+type service struct {
+	skiffpb.UnimplementedKVServer
+	skiffpb.UnimplementedClusterServer
+	n *Node
+}
+
+// forwarded reports whether another node forwarded this request.
+func forwarded(ctx context.Context) bool {
+	md, ok := metadata.FromIncomingContext(ctx)
+	return ok && len(md.Get(metaForwarded)) > 0
+}
+
+// status converts a Node error for the wire, with the leader's address as
+// a hint.
+func (s *service) status(err error) error {
+	_, addr := s.n.Leader()
+	return toStatus(err, addr)
+}
+
+// write serves a write. A forwarded one is applied here only if this node
+// leads; anything else goes through the normal path.
+func (s *service) write(ctx context.Context, cmd *skiffpb.Command) (*applyResult, error) {
+	n := s.n
+	if !forwarded(ctx) {
+		return n.propose(ctx, cmd)
+	}
+	if n.isClosed() {
+		return nil, ErrClosed
+	}
+	if err := n.validateCommand(cmd); err != nil {
+		return nil, err
+	}
+	if n.raft.State() != raft.Leader {
+		return nil, fmt.Errorf("%w: %s does not lead", ErrNotLeader, n.id)
+	}
+	ctx, cancel := withDefaultTimeout(ctx)
+	defer cancel()
+	return n.applyLocal(ctx, cmd)
+}
+
+func (s *service) Put(ctx context.Context, req *skiffpb.PutRequest) (*skiffpb.PutResponse, error) {
+	res, err := s.write(ctx, &skiffpb.Command{Op: &skiffpb.Command_Put{Put: req}})
+	if err != nil {
+		return nil, s.status(err)
+	}
+	resp := &skiffpb.PutResponse{Kv: entryToPB(res.kv)}
+	if res.had {
+		resp.Prev = entryToPB(res.prev)
+	}
+	return resp, nil
+}
+
+func (s *service) Delete(ctx context.Context, req *skiffpb.DeleteRequest) (*skiffpb.DeleteResponse, error) {
+	res, err := s.write(ctx, &skiffpb.Command{Op: &skiffpb.Command_Delete{Delete: req}})
+	if err != nil {
+		return nil, s.status(err)
+	}
+	resp := &skiffpb.DeleteResponse{Revision: res.kv.ModRevision}
+	if res.had {
+		resp.Prev = entryToPB(res.prev)
+	}
+	return resp, nil
+}
+
+func readOpts(o *skiffpb.ReadOptions) []ReadOption {
+	if o.GetStale() {
+		return []ReadOption{Stale()}
+	}
+	return nil
+}
+
+func (s *service) Get(ctx context.Context, req *skiffpb.GetRequest) (*skiffpb.GetResponse, error) {
+	kv, err := s.n.Get(ctx, req.Key, readOpts(req.Options)...)
+	if err != nil {
+		return nil, s.status(err)
+	}
+	return &skiffpb.GetResponse{Kv: kvToPB(kv), Revision: kv.ModRevision}, nil
+}
+
+func (s *service) List(ctx context.Context, req *skiffpb.ListRequest) (*skiffpb.ListResponse, error) {
+	opts := append(readOpts(req.Options), WithAfter(req.After), WithLimit(int(req.Limit)))
+	if req.Limit < 0 || req.Limit > 1<<31 {
+		return nil, s.status(fmt.Errorf("%w: limit %d", ErrInvalidArgument, req.Limit))
+	}
+	if req.KeysOnly {
+		opts = append(opts, WithKeysOnly())
+	}
+	res, err := s.n.List(ctx, req.Prefix, opts...)
+	if err != nil {
+		return nil, s.status(err)
+	}
+	resp := &skiffpb.ListResponse{More: res.More, Revision: res.Revision, Kvs: make([]*skiffpb.KeyValue, len(res.KVs))}
+	for i := range res.KVs {
+		resp.Kvs[i] = kvToPB(&res.KVs[i])
+	}
+	return resp, nil
+}
+
+func (s *service) Children(ctx context.Context, req *skiffpb.ChildrenRequest) (*skiffpb.ChildrenResponse, error) {
+	if req.Limit < 0 || req.Limit > 1<<31 {
+		return nil, s.status(fmt.Errorf("%w: limit %d", ErrInvalidArgument, req.Limit))
+	}
+	cs, err := s.n.Children(ctx, req.Prefix, append(readOpts(req.Options), WithAfter(req.After), WithLimit(int(req.Limit)))...)
+	if err != nil {
+		return nil, s.status(err)
+	}
+	resp := &skiffpb.ChildrenResponse{Children: make([]*skiffpb.Child, len(cs))}
+	for i, c := range cs {
+		resp.Children[i] = &skiffpb.Child{Name: c.Name, IsKey: c.IsKey, HasChildren: c.HasChildren}
+	}
+	return resp, nil
+}
+
+func (s *service) Prefixes(ctx context.Context, req *skiffpb.PrefixesRequest) (*skiffpb.PrefixesResponse, error) {
+	ps, err := s.n.Prefixes(ctx, readOpts(req.Options)...)
+	if err != nil {
+		return nil, s.status(err)
+	}
+	return &skiffpb.PrefixesResponse{Prefixes: ps}, nil
+}
+
+func (s *service) Members(ctx context.Context, _ *skiffpb.MembersRequest) (*skiffpb.MembersResponse, error) {
+	ms, err := s.n.Members(ctx)
+	if err != nil {
+		return nil, s.status(err)
+	}
+	resp := &skiffpb.MembersResponse{}
+	for _, m := range ms {
+		resp.Members = append(resp.Members, &skiffpb.Member{Id: m.ID, Address: m.Address, Voter: m.Voter, Leader: m.Leader})
+	}
+	return resp, nil
+}
+
+// leaderOnly refuses a forwarded request on a node that does not lead, so
+// forwarding never chains.
+func (s *service) leaderOnly(ctx context.Context) error {
+	if forwarded(ctx) && s.n.raft.State() != raft.Leader {
+		return s.status(fmt.Errorf("%w: %s does not lead", ErrNotLeader, s.n.id))
+	}
+	return nil
+}
+
+func (s *service) AddMember(ctx context.Context, req *skiffpb.AddMemberRequest) (*skiffpb.AddMemberResponse, error) {
+	if err := s.leaderOnly(ctx); err != nil {
+		return nil, err
+	}
+	if err := s.n.addMember(ctx, req.Id, req.Address, req.Voter); err != nil {
+		return nil, s.status(err)
+	}
+	return &skiffpb.AddMemberResponse{}, nil
+}
+
+func (s *service) RemoveMember(ctx context.Context, req *skiffpb.RemoveMemberRequest) (*skiffpb.RemoveMemberResponse, error) {
+	if err := s.leaderOnly(ctx); err != nil {
+		return nil, err
+	}
+	if err := s.n.RemoveServer(ctx, req.Id); err != nil {
+		return nil, s.status(err)
+	}
+	return &skiffpb.RemoveMemberResponse{}, nil
+}
+
+func (s *service) TransferLeadership(ctx context.Context, req *skiffpb.TransferLeadershipRequest) (*skiffpb.TransferLeadershipResponse, error) {
+	if err := s.leaderOnly(ctx); err != nil {
+		return nil, err
+	}
+	if err := s.n.TransferLeadership(ctx, req.Id); err != nil {
+		return nil, s.status(err)
+	}
+	return &skiffpb.TransferLeadershipResponse{}, nil
+}
+
+// ReadIndex serves a follower's read: a commit index every acknowledged
+// write is at or below, confirmed by this node still leading.
+func (s *service) ReadIndex(ctx context.Context, _ *skiffpb.ReadIndexRequest) (*skiffpb.ReadIndexResponse, error) {
+	n := s.n
+	if n.isClosed() {
+		return nil, s.status(ErrClosed)
+	}
+	if n.raft.State() != raft.Leader {
+		return nil, s.status(fmt.Errorf("%w: %s does not lead", ErrNotLeader, n.id))
+	}
+	ctx, cancel := withDefaultTimeout(ctx)
+	defer cancel()
+	idx, err := n.reads.index(ctx)
+	if err != nil {
+		return nil, s.status(err)
+	}
+	return &skiffpb.ReadIndexResponse{Index: idx}, nil
+}
+
+func (s *service) Status(ctx context.Context, _ *skiffpb.StatusRequest) (*skiffpb.StatusResponse, error) {
+	st := s.n.Status()
+	return &skiffpb.StatusResponse{
+		Id: st.ID, Address: st.Address, State: st.State, LeaderId: st.LeaderID, LeaderAddress: st.LeaderAddress,
+		Term: st.Term, CommitIndex: st.CommitIndex, AppliedIndex: st.AppliedIndex,
+		LastSnapshotIndex: st.LastSnapshotIndex, Keys: int64(st.Keys), Bytes: st.Bytes,
+	}, nil
+}

@@ -1,0 +1,151 @@
+package skiff
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"strconv"
+	"time"
+
+	"github.com/hashicorp/raft"
+	skiffpb "github.com/skiffkv/skiff/proto"
+	"github.com/skiffkv/skiff/store"
+)
+
+// Status is a node's view of itself and the cluster.
+type Status struct {
+	ID, Address       string
+	State             string // "Leader", "Follower", "Candidate" or "Shutdown"
+	LeaderID          string
+	LeaderAddress     string
+	Term              uint64
+	CommitIndex       uint64
+	AppliedIndex      uint64
+	LastSnapshotIndex uint64
+	Keys              int
+	Bytes             int64 // sum of key and value lengths, what QuotaBytes limits
+	LogStore          LogStoreKind
+}
+
+// Status reports the node's Raft and state-machine figures. It does not
+// contact other nodes.
+func (n *Node) Status() Status {
+	view := n.fsm.store.View()
+	leaderID, leaderAddr := n.Leader()
+	snap, _ := strconv.ParseUint(n.raft.Stats()["last_snapshot_index"], 10, 64)
+	return Status{
+		ID: n.id, Address: n.addr, State: n.raft.State().String(),
+		LeaderID: leaderID, LeaderAddress: leaderAddr,
+		Term: n.raft.CurrentTerm(), CommitIndex: n.raft.CommitIndex(), AppliedIndex: n.fsm.appliedIndex(),
+		LastSnapshotIndex: snap, Keys: view.Len(), Bytes: view.Bytes(), LogStore: n.kind,
+	}
+}
+
+// Snapshot takes a snapshot now and truncates the log behind it (keeping
+// Config.TrailingLogs entries). Snapshots are also taken automatically;
+// see Config.SnapshotThreshold. Taking one when nothing changed since the
+// last is not an error.
+func (n *Node) Snapshot() error {
+	if n.isClosed() {
+		return ErrClosed
+	}
+	err := n.raft.Snapshot().Error()
+	if err != nil && !errors.Is(err, raft.ErrNothingNewToSnapshot) {
+		return fmt.Errorf("snapshot: %w", raftError(err, false))
+	}
+	return nil
+}
+
+// snapshotLoop applies the snapshot policy every SnapshotInterval: a
+// snapshot is due when the log since the last one holds at least
+// SnapshotThreshold entries and at least SnapshotSizeRatio times the
+// state's size in written bytes. The size rule keeps a large state from
+// being rewritten after every few thousand small writes; the log it lets
+// grow is bounded by the same ratio.
+func (n *Node) snapshotLoop() {
+	defer n.wg.Done()
+	t := time.NewTicker(n.cfg.SnapshotInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-n.closing:
+			return
+		case <-t.C:
+		}
+		if !n.snapshotDue() {
+			continue
+		}
+		start := time.Now()
+		if err := n.Snapshot(); err != nil {
+			if !errors.Is(err, ErrClosed) {
+				n.log.Warn("snapshot failed", "err", err)
+			}
+			continue
+		}
+		n.log.Info("snapshot taken", "index", n.fsm.appliedIndex(), "took", time.Since(start))
+	}
+}
+
+func (n *Node) snapshotDue() bool {
+	last, _ := strconv.ParseUint(n.raft.Stats()["last_snapshot_index"], 10, 64)
+	if n.fsm.appliedIndex() < last+n.cfg.SnapshotThreshold {
+		return false
+	}
+	need := int64(n.cfg.SnapshotSizeRatio * float64(n.fsm.store.View().Bytes()))
+	return n.fsm.written.Load() >= need
+}
+
+// Backup writes a consistent copy of the whole state to w, at a revision
+// that includes every write acknowledged before Backup was called. The
+// copy is in skiff's snapshot format; Restore loads it. Writes go on while
+// it is written.
+func (n *Node) Backup(ctx context.Context, w io.Writer) error {
+	view, err := n.view(ctx, false)
+	if err != nil {
+		return err
+	}
+	if _, err := view.WriteTo(w); err != nil {
+		return fmt.Errorf("backup: %w", err)
+	}
+	return nil
+}
+
+// Restore replaces the state of the whole cluster with a backup written
+// by Backup. It must be called on the leader (ErrNotLeader otherwise); the
+// backup is checked completely before anything changes, and a damaged one
+// is refused with ErrCorrupt. Writes committed after the backup was taken
+// are lost; revisions keep growing from the current log index.
+func (n *Node) Restore(ctx context.Context, r io.Reader) error {
+	if n.isClosed() {
+		return ErrClosed
+	}
+	view, err := store.ReadView(r)
+	if err != nil {
+		return fmt.Errorf("restore: %w", err)
+	}
+	if n.raft.State() != raft.Leader {
+		return fmt.Errorf("%w: restore must run on the leader", ErrNotLeader)
+	}
+	var buf bytes.Buffer
+	if _, err := view.WriteTo(&buf); err != nil {
+		return fmt.Errorf("restore: %w", err)
+	}
+	ctx, cancel := withDefaultTimeout(ctx)
+	defer cancel()
+	meta := &raft.SnapshotMeta{Version: raft.SnapshotVersionMax, Index: view.Revision(), Size: int64(buf.Len())}
+	if err := n.raft.Restore(meta, &buf, time.Until(deadline(ctx))); err != nil {
+		return fmt.Errorf("restore: %w", raftError(err, true))
+	}
+	// Commit a command after the restore, so that every node's applied
+	// index moves past the indexes reads may wait for. It is a delete
+	// whose condition cannot hold, so it changes nothing.
+	marker := deleteCommand("skiff/restore", &skiffpb.Condition{Kind: skiffpb.Condition_MOD_REVISION, ModRevision: math.MaxUint64})
+	if _, err := n.applyLocal(ctx, marker); err != nil && !errors.Is(err, ErrRevisionMismatch) {
+		return fmt.Errorf("restore: %w", err)
+	}
+	n.log.Info("state restored from backup", "keys", view.Len(), "backup_revision", view.Revision())
+	return nil
+}

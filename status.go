@@ -1,0 +1,171 @@
+package skiff
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// Errors cross the wire as a gRPC status whose code suits generic gRPC
+// clients and whose ErrorInfo (domain "skiff", reason below) names the
+// sentinel exactly, so the receiver gets an error that errors.Is matches
+// against the same sentinel. This table is the only place that knows the
+// mapping.
+const errorDomain = "skiff"
+
+var wireErrors = []struct {
+	err    error
+	code   codes.Code
+	reason string
+}{
+	{ErrNotFound, codes.NotFound, "NOT_FOUND"},
+	{ErrExists, codes.AlreadyExists, "EXISTS"},
+	{ErrRevisionMismatch, codes.FailedPrecondition, "REVISION_MISMATCH"},
+	{ErrInvalidKey, codes.InvalidArgument, "INVALID_KEY"},
+	{ErrKeyTooLarge, codes.InvalidArgument, "KEY_TOO_LARGE"},
+	{ErrValueTooLarge, codes.InvalidArgument, "VALUE_TOO_LARGE"},
+	{ErrQuotaExceeded, codes.ResourceExhausted, "QUOTA_EXCEEDED"},
+	{ErrInvalidArgument, codes.InvalidArgument, "INVALID_ARGUMENT"},
+	// ErrIndeterminate comes before ErrTimeout, ErrClosed and ErrNotLeader,
+	// which it is often combined with: the caller must see it.
+	{ErrIndeterminate, codes.Unknown, "INDETERMINATE"},
+	{ErrNoLeader, codes.Unavailable, "NO_LEADER"},
+	{ErrNotLeader, codes.Unavailable, "NOT_LEADER"},
+	{ErrTimeout, codes.DeadlineExceeded, "TIMEOUT"},
+	{ErrClosed, codes.Unavailable, "CLOSED"},
+	{ErrNotMember, codes.NotFound, "NOT_MEMBER"},
+	{ErrMemberConflict, codes.AlreadyExists, "MEMBER_CONFLICT"},
+	{ErrCompacted, codes.OutOfRange, "COMPACTED"},
+	{ErrWatchLagged, codes.Aborted, "WATCH_LAGGED"},
+	{ErrCorrupt, codes.DataLoss, "CORRUPT"},
+	{ErrConfig, codes.FailedPrecondition, "CONFIG"},
+	{ErrUnavailable, codes.Unavailable, "UNAVAILABLE"},
+}
+
+// metaLeader carries the leader's address on a NOT_LEADER or NO_LEADER
+// error, so a client can go straight to it.
+const metaLeader = "leader"
+
+// toStatus converts an error from a node into a gRPC status error. Every
+// sentinel the error wraps travels as one reason; the first in wireErrors
+// order decides the code. leader, when known, is passed along as a hint.
+func toStatus(err error, leader string) error {
+	if err == nil {
+		return nil
+	}
+	if _, ok := status.FromError(err); ok && !isSkiffError(err) {
+		return err
+	}
+	code := codes.Unknown
+	found := false
+	var details []*errdetails.ErrorInfo
+	for _, w := range wireErrors {
+		if !errors.Is(err, w.err) {
+			continue
+		}
+		if !found {
+			code, found = w.code, true
+		}
+		info := &errdetails.ErrorInfo{Domain: errorDomain, Reason: w.reason}
+		if leader != "" && (w.err == ErrNotLeader || w.err == ErrNoLeader) {
+			info.Metadata = map[string]string{metaLeader: leader}
+		}
+		details = append(details, info)
+	}
+	switch {
+	case found:
+	case errors.Is(err, context.DeadlineExceeded):
+		code = codes.DeadlineExceeded
+	case errors.Is(err, context.Canceled):
+		code = codes.Canceled
+	}
+	st := status.New(code, err.Error())
+	for _, d := range details {
+		if withDetail, derr := st.WithDetails(d); derr == nil {
+			st = withDetail
+		}
+	}
+	return st.Err()
+}
+
+func isSkiffError(err error) bool {
+	for _, w := range wireErrors {
+		if errors.Is(err, w.err) {
+			return true
+		}
+	}
+	return false
+}
+
+// remoteError is an error received from another node. It matches, with
+// errors.Is, every sentinel the sending node's error wrapped.
+type remoteError struct {
+	msg    string
+	errs   []error
+	leader string // leader hint, if the sender knew one
+}
+
+func (e *remoteError) Error() string   { return e.msg }
+func (e *remoteError) Unwrap() []error { return e.errs }
+
+// fromStatus converts an error returned by a gRPC call into skiff's
+// errors. It returns the error unchanged when it is not a gRPC status
+// (for example a context error) and a remoteError otherwise. Transport
+// failures without skiff details become ErrUnavailable or ErrTimeout.
+func fromStatus(err error) error {
+	if err == nil {
+		return nil
+	}
+	st, ok := status.FromError(err)
+	if !ok {
+		return err
+	}
+	re := &remoteError{msg: st.Message()}
+	for _, d := range st.Details() {
+		info, ok := d.(*errdetails.ErrorInfo)
+		if !ok || info.Domain != errorDomain {
+			continue
+		}
+		for _, w := range wireErrors {
+			if w.reason == info.Reason {
+				re.errs = append(re.errs, w.err)
+			}
+		}
+		if l := info.Metadata[metaLeader]; l != "" {
+			re.leader = l
+		}
+	}
+	if len(re.errs) > 0 {
+		return re
+	}
+	switch st.Code() {
+	case codes.DeadlineExceeded:
+		re.errs = []error{ErrTimeout, context.DeadlineExceeded}
+	case codes.Canceled:
+		re.errs = []error{context.Canceled}
+	case codes.Unavailable:
+		re.errs = []error{ErrUnavailable}
+	case codes.InvalidArgument:
+		re.errs = []error{ErrInvalidArgument}
+	case codes.ResourceExhausted:
+		// The peer refused the message itself, usually for its size.
+		re.errs = []error{ErrInvalidArgument}
+	default:
+		re.msg = fmt.Sprintf("rpc error: code = %s desc = %s", st.Code(), st.Message())
+	}
+	return re
+}
+
+// leaderHint returns the leader address carried by an error from
+// fromStatus, if any.
+func leaderHint(err error) string {
+	var re *remoteError
+	if errors.As(err, &re) {
+		return re.leader
+	}
+	return ""
+}
