@@ -3,6 +3,7 @@ package skiff
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"sync"
@@ -219,7 +220,7 @@ func (f *fsm) restoreAt(rc io.ReadCloser, index uint64) error {
 }
 
 func readSnapshot(rc io.ReadCloser) (*store.View, error) {
-	view, err := store.ReadView(bufio.NewReaderSize(rc, 1<<20))
+	view, err := decodeView(bufio.NewReaderSize(rc, 1<<20))
 	cerr := rc.Close()
 	if err != nil {
 		return nil, fmt.Errorf("restore snapshot: %w", err)
@@ -258,3 +259,12 @@ func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
 }
 
 func (s *fsmSnapshot) Release() {}
+
+// decodeView reads a snapshot stream; a damaged one is ErrCorrupt.
+func decodeView(r io.Reader) (*store.View, error) {
+	view, err := store.ReadView(r)
+	if errors.Is(err, store.ErrCorrupt) {
+		return nil, fmt.Errorf("%w: %w", ErrCorrupt, err)
+	}
+	return view, err
+}

@@ -12,7 +12,6 @@ import (
 
 	"github.com/hashicorp/raft"
 	skiffpb "github.com/skiffkv/skiff/proto"
-	"github.com/skiffkv/skiff/store"
 )
 
 // Status is a node's view of itself and the cluster.
@@ -122,7 +121,7 @@ func (n *Node) Restore(ctx context.Context, r io.Reader) error {
 	if n.isClosed() {
 		return ErrClosed
 	}
-	view, err := store.ReadView(r)
+	view, err := decodeView(r)
 	if err != nil {
 		return fmt.Errorf("restore: %w", err)
 	}

@@ -110,3 +110,28 @@ func (f *filler) flush() {
 		f.head = (f.head + 1) % fillLag
 	}
 }
+
+// arena hands out byte slices carved from large blocks, so a decoded view
+// costs a few hundred allocations instead of two per entry. Blocks start
+// small and double up to slabSize, so that small snapshots stay small.
+// Keys and values use separate arenas: a tree search compares keys that
+// are then packed together instead of one per value-sized stride, which
+// makes the comparisons of the build, and of later lookups, cache-friendly.
+type arena struct {
+	free []byte // unused rest of the current block
+	size int    // size of the current block
+}
+
+const minSlab = 4 << 10
+
+// alloc returns n (<= maxSlabField) bytes with capacity n, so that
+// appending to one never overwrites its neighbour.
+func (a *arena) alloc(n int) []byte {
+	if n > len(a.free) {
+		a.size = min(max(2*a.size, minSlab), slabSize)
+		a.free = make([]byte, max(a.size, n))
+	}
+	b := a.free[:n:n]
+	a.free = a.free[n:]
+	return b
+}

@@ -158,15 +158,12 @@ func (e *encoder) write() {
 // than io.EOF is returned wrapped, and does not wrap ErrCorrupt. ReadView
 // reads r in large pieces, so r need not be buffered.
 //
-// Keys and values are placed in shared 1 MiB blocks (see the package
-// documentation), and the tree is built in key order.
+// Keys and values are copied into shared blocks of up to 1 MiB (see the
+// package documentation), and a second goroutine builds the tree while r is
+// read; it has finished when ReadView returns.
 func ReadView(r io.Reader) (*View, error) {
 	d := &decoder{r: r, buf: make([]byte, ioBufSize)}
-	v, err := d.view()
-	if err != nil {
-		return nil, err
-	}
-	return v, nil
+	return d.view()
 }
 
 // decoder reads r through buf. The bytes buf[:hashed] have been added to
@@ -176,7 +173,7 @@ type decoder struct {
 	buf                []byte
 	pos, end, hashed   int
 	crc                uint32
-	slab               []byte // unused rest of the current arena slab
+	keys, values       arena
 	remCount, remBytes uint64 // what the header says is still to come
 	prevKey            string
 	havePrev           bool
@@ -186,6 +183,8 @@ func corruptf(format string, args ...any) error {
 	return fmt.Errorf("%w: "+format, append([]any{ErrCorrupt}, args...)...)
 }
 
+// view decodes the whole input, handing entries to the builder as they
+// come.
 func (d *decoder) view() (*View, error) {
 	rev, err := d.header()
 	if err != nil {
@@ -248,7 +247,7 @@ func (d *decoder) header() (uint64, error) {
 // the header's totals.
 func (d *decoder) entry() (Entry, error) {
 	var e Entry
-	kb, err := d.field("key", maxKeyLen)
+	kb, err := d.field("key", maxKeyLen, &d.keys)
 	if err != nil {
 		return e, err
 	}
@@ -261,7 +260,7 @@ func (d *decoder) entry() (Entry, error) {
 		return e, corruptf("key %.64q follows %.64q", e.Key, d.prevKey)
 	}
 	d.prevKey, d.havePrev = e.Key, true
-	if e.Value, err = d.field("value", maxValueLen); err != nil {
+	if e.Value, err = d.field("value", maxValueLen, &d.values); err != nil {
 		return e, err
 	}
 	for _, p := range []*uint64{&e.CreateRevision, &e.ModRevision, &e.Version} {
@@ -276,7 +275,7 @@ func (d *decoder) entry() (Entry, error) {
 // field reads a length-prefixed byte string into the arena. The length is
 // checked against limit and against the bytes the header has left, before
 // anything is allocated. An empty field is nil.
-func (d *decoder) field(what string, limit uint64) ([]byte, error) {
+func (d *decoder) field(what string, limit uint64, a *arena) ([]byte, error) {
 	n, err := d.uvarint()
 	if err != nil {
 		return nil, err
@@ -291,11 +290,7 @@ func (d *decoder) field(what string, limit uint64) ([]byte, error) {
 	case n > maxSlabField:
 		return d.readLarge(int(n))
 	}
-	if int(n) > len(d.slab) {
-		d.slab = make([]byte, slabSize)
-	}
-	b := d.slab[:n:n] // cap n: appending to a value must not reach its neighbour
-	d.slab = d.slab[n:]
+	b := a.alloc(int(n))
 	return b, d.read(b)
 }
 
