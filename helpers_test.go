@@ -26,9 +26,9 @@ func testConfig(dir string) skiff.Config {
 	cfg := skiff.DefaultConfig()
 	cfg.Dir = dir
 	cfg.BindAddr = "127.0.0.1:0"
-	cfg.HeartbeatTimeout = 150 * time.Millisecond
-	cfg.ElectionTimeout = 150 * time.Millisecond
-	cfg.LeaderLeaseTimeout = 100 * time.Millisecond
+	cfg.HeartbeatTimeout = 400 * time.Millisecond
+	cfg.ElectionTimeout = 400 * time.Millisecond
+	cfg.LeaderLeaseTimeout = 300 * time.Millisecond
 	cfg.Logger = slog.New(slog.DiscardHandler)
 	return cfg
 }

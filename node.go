@@ -161,6 +161,10 @@ func (n *Node) raftConfig(hlog *hclogslog.Logger) *raft.Config {
 	// the size rule, so Raft's is set out of reach.
 	rc.SnapshotThreshold = math.MaxUint64
 	rc.SnapshotInterval = 24 * time.Hour
+	// Followers learn the commit index from the next AppendEntries; when
+	// no writes follow, that is the one sent after CommitTimeout. A
+	// follower's linearizable read waits for it, so keep it short.
+	rc.CommitTimeout = 10 * time.Millisecond
 	rc.BatchApplyCh = true
 	rc.MaxAppendEntries = 256
 	rc.NoSnapshotRestoreOnStart = true // restoreLatest did it, strictly

@@ -104,9 +104,9 @@ func (c *Cluster) config(i int, peers []skiff.Peer) skiff.Config {
 	cfg.AdvertiseAddr = m.addr
 	cfg.InitialCluster = peers
 	cfg.LogStore = c.opts.LogStore
-	cfg.HeartbeatTimeout = 150 * time.Millisecond
-	cfg.ElectionTimeout = 150 * time.Millisecond
-	cfg.LeaderLeaseTimeout = 100 * time.Millisecond
+	cfg.HeartbeatTimeout = 400 * time.Millisecond
+	cfg.ElectionTimeout = 400 * time.Millisecond
+	cfg.LeaderLeaseTimeout = 300 * time.Millisecond
 	cfg.Logger = c.opts.Logger.With("test_node", i)
 	cfg.Listener = m.lis
 	cfg.Dialer = c.dialer(i)

@@ -1,65 +1,76 @@
 package store
 
 // Decoding a snapshot splits its work between two goroutines: the caller's
-// reads, checksums and copies entries into the arena, and a builder
+// reads, checksums and copies entries into the arenas, and a builder
 // goroutine inserts them into the tree, which is the larger half. Entries go
-// across in batches, recycled, so the handoff costs little per entry.
+// across in batches, recycled, so the handoff costs little per entry. A
+// snapshot that fits in one batch is built without the goroutine.
 const (
 	batchLen      = 1024
-	pipelineDepth = 4 // batches queued for the builder
+	pipelineDepth = 4                 // full batches queued for the builder
+	maxBatches    = pipelineDepth + 2 // queued, being inserted, being filled
 )
 
 type pipeline struct {
-	full  chan []Entry
-	empty chan []Entry
-	done  chan struct{}
+	t           *tree
+	full, empty chan []Entry // nil until the builder starts
+	done        chan struct{}
+	batches     int // allocated so far
 }
 
-// startBuild starts a builder goroutine inserting into t, which nobody else
-// may touch until finish returns.
-func startBuild(t *tree) (*pipeline, []Entry) {
-	p := &pipeline{
-		full:  make(chan []Entry, pipelineDepth),
-		empty: make(chan []Entry, pipelineDepth+2),
-		done:  make(chan struct{}),
-	}
-	// pipelineDepth+2 batches circulate, the last one held by the caller;
-	// empty can hold them all, so the builder never blocks returning one.
-	for range pipelineDepth + 1 {
-		p.empty <- make([]Entry, 0, batchLen)
-	}
-	go p.run(t)
-	return p, make([]Entry, 0, batchLen)
+// newPipeline returns a pipeline inserting into t, which nobody else may
+// touch until finish returns, and the first batch to fill. count, the
+// untrusted number of entries to come, only sizes that batch.
+func newPipeline(t *tree, count uint64) (*pipeline, []Entry) {
+	return &pipeline{t: t, batches: 1}, make([]Entry, 0, min(count, batchLen))
 }
 
 // next hands a full batch to the builder and returns an empty one.
 func (p *pipeline) next(batch []Entry) []Entry {
+	if p.full == nil {
+		p.full = make(chan []Entry, pipelineDepth)
+		// empty can hold every batch, so the builder never blocks on it.
+		p.empty = make(chan []Entry, maxBatches)
+		p.done = make(chan struct{})
+		go p.run()
+	}
 	p.full <- batch
+	select {
+	case b := <-p.empty:
+		return b
+	default:
+	}
+	if p.batches < maxBatches {
+		p.batches++
+		return make([]Entry, 0, batchLen)
+	}
 	return <-p.empty
 }
 
-// finish hands over the last batch and waits until every entry is in the
-// tree. It must be called, also on error, so the goroutine does not leak.
+// finish inserts the last batch and returns when every entry is in the
+// tree. It must be called, also on error, so that the builder goroutine
+// ends.
 func (p *pipeline) finish(batch []Entry) {
-	if len(batch) > 0 {
-		p.full <- batch
+	if p.full == nil {
+		f := filler{t: p.t}
+		f.addAll(batch)
+		f.flush()
+		return
 	}
+	p.full <- batch
 	close(p.full)
 	<-p.done
 }
 
-func (p *pipeline) run(t *tree) {
+func (p *pipeline) run() {
 	defer close(p.done)
-	var b filler
-	b.t = t
+	f := filler{t: p.t}
 	for batch := range p.full {
-		for i := range batch {
-			b.add(batch[i])
-		}
-		clear(batch) // drop references to the arena from the spare batch
+		f.addAll(batch)
+		clear(batch) // a spare batch must not keep arena blocks alive
 		p.empty <- batch[:0]
 	}
-	b.flush()
+	f.flush()
 }
 
 // filler inserts entries that arrive in ascending key order so that the
@@ -85,6 +96,12 @@ type filler struct {
 // fillLag must exceed the entries a rightmost leaf can span, about
 // 2*(2*degree-1) at one entry in two.
 const fillLag = 4 * degree
+
+func (f *filler) addAll(batch []Entry) {
+	for i := range batch {
+		f.add(batch[i])
+	}
+}
 
 func (f *filler) add(e Entry) {
 	f.odd = !f.odd

@@ -191,7 +191,7 @@ func (d *decoder) view() (*View, error) {
 		return nil, err
 	}
 	v := &View{tree: newTree(), rev: rev, bytes: int64(d.remBytes)}
-	p, batch := startBuild(v.tree)
+	p, batch := newPipeline(v.tree, d.remCount)
 	for d.remCount > 0 && err == nil {
 		var e Entry
 		if e, err = d.entry(); err == nil {

@@ -278,7 +278,7 @@ func TestResetInstallsDecodedView(t *testing.T) {
 func TestConcurrentReaders(t *testing.T) {
 	const (
 		keys    = 200
-		commits = 300
+		commits = 2000
 	)
 	s := New()
 	var stop atomic.Bool
