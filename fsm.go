@@ -106,12 +106,17 @@ func applyCommand(txn *store.Txn, l *raft.Log) *applyResult {
 	}
 	switch op := cmd.Op.(type) {
 	case *skiffpb.Command_Put:
-		cur, exists := txn.Get(op.Put.Key)
-		if err := checkCondition(op.Put.Condition, cur, exists); err != nil {
-			return &applyResult{err: err, prev: cur, had: exists}
+		if c := op.Put.Condition; c.GetKind() != skiffpb.Condition_NONE {
+			cur, exists := txn.Get(op.Put.Key)
+			if err := checkCondition(c, cur, exists); err != nil {
+				return &applyResult{err: err, prev: cur, had: exists}
+			}
 		}
 		prev, had := txn.Put(op.Put.Key, op.Put.Value, l.Index)
-		kv, _ := txn.Get(op.Put.Key)
+		kv := store.Entry{Key: op.Put.Key, Value: op.Put.Value, CreateRevision: l.Index, ModRevision: l.Index, Version: 1}
+		if had {
+			kv.CreateRevision, kv.Version = prev.CreateRevision, prev.Version+1
+		}
 		return &applyResult{kv: kv, prev: prev, had: had}
 	case *skiffpb.Command_Delete:
 		cur, exists := txn.Get(op.Delete.Key)

@@ -90,11 +90,14 @@ func (n *Node) snapshotLoop() {
 
 func (n *Node) snapshotDue() bool {
 	last, _ := strconv.ParseUint(n.raft.Stats()["last_snapshot_index"], 10, 64)
-	if n.fsm.appliedIndex() < last+n.cfg.SnapshotThreshold {
-		return false
-	}
-	need := int64(n.cfg.SnapshotSizeRatio * float64(n.fsm.store.View().Bytes()))
-	return n.fsm.written.Load() >= need
+	return snapshotDue(n.fsm.appliedIndex()-min(last, n.fsm.appliedIndex()), n.cfg.SnapshotThreshold,
+		n.fsm.written.Load(), n.fsm.store.View().Bytes(), n.cfg.SnapshotSizeRatio)
+}
+
+// snapshotDue is the snapshot policy: entries and written bytes since the
+// last snapshot against the entry threshold and the state's size.
+func snapshotDue(entries, threshold uint64, written, stateBytes int64, ratio float64) bool {
+	return entries >= threshold && float64(written) >= ratio*float64(stateBytes)
 }
 
 // Backup writes a consistent copy of the whole state to w, at a revision

@@ -252,7 +252,7 @@ func (d *decoder) entry() (Entry, error) {
 		return e, err
 	}
 	if len(kb) > 0 {
-		// kb is never written again: it lives in a slab region that is
+		// kb is never written again: it lives in an arena region that is
 		// handed out once, or in its own allocation.
 		e.Key = unsafe.String(&kb[0], len(kb))
 	}

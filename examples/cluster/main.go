@@ -45,9 +45,9 @@ func run() error {
 		cfg.ID = fmt.Sprintf("node-%d", i)
 		cfg.Dir = filepath.Join(base, cfg.ID)
 		cfg.BindAddr = "127.0.0.1:0"
-		cfg.HeartbeatTimeout = 200 * time.Millisecond
-		cfg.ElectionTimeout = 200 * time.Millisecond
-		cfg.LeaderLeaseTimeout = 100 * time.Millisecond
+		cfg.HeartbeatTimeout = 300 * time.Millisecond
+		cfg.ElectionTimeout = 300 * time.Millisecond
+		cfg.LeaderLeaseTimeout = 200 * time.Millisecond
 		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
 		if i > 1 {
 			// Any member will do; followers forward the join to the leader.
