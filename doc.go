@@ -53,8 +53,8 @@
 // [Node] implements [KV]: [Node.Put], [Node.Get], [Node.Delete],
 // [Node.List], [Node.Children] and [Node.Prefixes], plus the conditional
 // writes [Node.Create] (only if absent), [Node.CompareAndSwap] and
-// [Node.DeleteIf] (only if unchanged since a revision). Every method is safe
-// for concurrent use and takes a context.
+// [Node.DeleteIf] (only if unchanged since a revision). Each of them takes
+// a context, and every Node method is safe for concurrent use.
 //
 // Every entry carries revisions ([KeyValue]). A revision is the Raft log
 // index of a write, so revisions only grow, across the whole cluster.

@@ -53,6 +53,9 @@ var (
 	// ErrWatchLagged: a watcher fell too far behind and was ended; resume
 	// from the revision in the WatchLaggedError.
 	ErrWatchLagged = errors.New("skiff: watcher fell behind")
+	// ErrDecode: a stored value could not be decoded into the requested
+	// type (see Typed and DecodeError).
+	ErrDecode = errors.New("skiff: value cannot be decoded")
 	// ErrCorrupt: a data file or snapshot failed its checksum or could not
 	// be decoded.
 	ErrCorrupt = errors.New("skiff: corrupt data")

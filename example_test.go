@@ -209,16 +209,16 @@ func ExampleNode_Delete() {
 	defer done()
 	ctx := context.Background()
 
-	if _, err := node.Put(ctx, "sessions/42", []byte("token")); err != nil {
+	if _, err := node.Put(ctx, "carts/42", []byte("token")); err != nil {
 		log.Fatal(err)
 	}
-	if err := node.Delete(ctx, "sessions/42"); err != nil {
+	if err := node.Delete(ctx, "carts/42"); err != nil {
 		log.Fatal(err)
 	}
-	_, err := node.Get(ctx, "sessions/42")
+	_, err := node.Get(ctx, "carts/42")
 	fmt.Println("after delete, not found:", errors.Is(err, skiff.ErrNotFound))
 	// Deleting a key that does not exist is not an error.
-	fmt.Println("delete again:", node.Delete(ctx, "sessions/42"))
+	fmt.Println("delete again:", node.Delete(ctx, "carts/42"))
 	// Output:
 	// after delete, not found: true
 	// delete again: <nil>

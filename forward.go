@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -163,15 +164,31 @@ func (n *Node) forwardWrite(ctx context.Context, cmd *skiffpb.Command) (*applyRe
 
 // sentError classifies the failure of a write that was sent: an answer
 // from a node stands (its ErrNotLeader means it did not apply the write);
+// a connection that could not be made means the request never left; and
 // anything else leaves the outcome unknown.
 func sentError(ctx context.Context, err error) error {
 	if isSkiffError(err) && !errors.Is(err, ErrUnavailable) && !errors.Is(err, ErrTimeout) {
+		return err
+	}
+	if neverSent(err) {
 		return err
 	}
 	if ctx.Err() != nil {
 		return fmt.Errorf("%w: %w", ErrIndeterminate, ctxError(ctx, "waiting for the leader"))
 	}
 	return fmt.Errorf("%w: %w", ErrIndeterminate, err)
+}
+
+// neverSent reports whether a gRPC call failed while connecting, before
+// any request could be written: gRPC fails such calls with the dial error.
+// A connection that breaks after the request left fails differently
+// ("error reading from server", "transport is closing").
+func neverSent(err error) bool {
+	var re *remoteError
+	if !errors.As(err, &re) || len(re.errs) != 1 || re.errs[0] != ErrUnavailable {
+		return false
+	}
+	return strings.Contains(re.msg, "Error while dialing") || strings.Contains(re.msg, "connection refused")
 }
 
 // forwardReadIndex asks the leader for a read index.

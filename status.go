@@ -41,6 +41,7 @@ var wireErrors = []struct {
 	{ErrMemberConflict, codes.AlreadyExists, "MEMBER_CONFLICT"},
 	{ErrCompacted, codes.OutOfRange, "COMPACTED"},
 	{ErrWatchLagged, codes.Aborted, "WATCH_LAGGED"},
+	{ErrDecode, codes.DataLoss, "DECODE"},
 	{ErrCorrupt, codes.DataLoss, "CORRUPT"},
 	{ErrConfig, codes.FailedPrecondition, "CONFIG"},
 	{ErrUnavailable, codes.Unavailable, "UNAVAILABLE"},

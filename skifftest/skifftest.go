@@ -369,3 +369,28 @@ func pair(a, b int) [2]int {
 	}
 	return [2]int{a, b}
 }
+
+// Client dials a network client to the given nodes (every node when none
+// are given) through the cluster's in-memory network, and closes it at
+// the end of the test.
+func (c *Cluster) Client(nodes []int, opts ...skiff.ClientOption) *skiff.Client {
+	c.tb.Helper()
+	if len(nodes) == 0 {
+		for i := range c.nodes {
+			nodes = append(nodes, i)
+		}
+	}
+	var addrs []string
+	for _, i := range nodes {
+		addrs = append(addrs, c.nodes[i].addr)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	opts = append([]skiff.ClientOption{skiff.WithDialer(c.Dialer())}, opts...)
+	cl, err := skiff.Dial(ctx, addrs, opts...)
+	if err != nil {
+		c.tb.Fatalf("skifftest: Dial(%v): %v", addrs, err)
+	}
+	c.tb.Cleanup(func() { cl.Close() })
+	return cl
+}

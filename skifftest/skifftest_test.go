@@ -9,8 +9,8 @@ import (
 	"github.com/skiffkv/skiff/skifftest"
 )
 
-// TestClusterBasics shows the helper's whole surface as a user's test
-// would use it: a three-node cluster, a write through a follower, a
+// TestClusterBasics uses the whole skifftest API the way a user's test
+// would: a three-node cluster, a write through a follower, a
 // partition that moves leadership, and a node restarted on its data dir.
 func TestClusterBasics(t *testing.T) {
 	c := skifftest.NewCluster(t, 3, nil)

@@ -18,8 +18,8 @@ type op struct {
 	prev *Entry // the previous entry Put or Delete must return; nil: none
 }
 
-// e is shorthand for an expected entry.
-func e(key, val string, create, mod, version uint64) *Entry {
+// ent is shorthand for an expected entry.
+func ent(key, val string, create, mod, version uint64) *Entry {
 	return &Entry{Key: key, Value: []byte(val), CreateRevision: create, ModRevision: mod, Version: version}
 }
 
@@ -35,74 +35,59 @@ func fmtEntry(ent Entry, ok bool) string {
 	return fmt.Sprintf("{%q %q c%d m%d v%d}", ent.Key, ent.Value, ent.CreateRevision, ent.ModRevision, ent.Version)
 }
 
+var txnTests = []struct {
+	name      string
+	ops       []op
+	want      map[string]*Entry // nil: absent
+	wantBytes int64
+}{{
+	name:      "create",
+	ops:       []op{{key: "a", val: "1", rev: 5}},
+	want:      map[string]*Entry{"a": ent("a", "1", 5, 5, 1)},
+	wantBytes: 2,
+}, {
+	name: "overwrite keeps create revision",
+	ops: []op{
+		{key: "a", val: "1", rev: 5},
+		{key: "a", val: "22", rev: 6, prev: ent("a", "1", 5, 5, 1)},
+		{key: "a", val: "333", rev: 9, prev: ent("a", "22", 5, 6, 2)},
+	},
+	want:      map[string]*Entry{"a": ent("a", "333", 5, 9, 3)},
+	wantBytes: 4,
+}, {
+	name: "delete",
+	ops: []op{
+		{key: "a", val: "1", rev: 1},
+		{key: "b", val: "2", rev: 2},
+		{del: true, key: "a", rev: 3, prev: ent("a", "1", 1, 1, 1)},
+	},
+	want:      map[string]*Entry{"a": nil, "b": ent("b", "2", 2, 2, 1)},
+	wantBytes: 2,
+}, {
+	name:      "delete missing",
+	ops:       []op{{del: true, key: "a", rev: 1}},
+	want:      map[string]*Entry{"a": nil},
+	wantBytes: 0,
+}, {
+	name: "recreate after delete starts over",
+	ops: []op{
+		{key: "a", val: "1", rev: 1},
+		{key: "a", val: "2", rev: 2, prev: ent("a", "1", 1, 1, 1)},
+		{del: true, key: "a", rev: 3, prev: ent("a", "2", 1, 2, 2)},
+		{key: "a", val: "3", rev: 4},
+	},
+	want:      map[string]*Entry{"a": ent("a", "3", 4, 4, 1)},
+	wantBytes: 2,
+}, {
+	name: "empty value",
+	ops:  []op{{key: "k", val: "", rev: 1}},
+	want: map[string]*Entry{"k": ent("k", "", 1, 1, 1)}, wantBytes: 1,
+}}
+
 func TestTxnRevisions(t *testing.T) {
-	tests := []struct {
-		name      string
-		ops       []op
-		want      map[string]*Entry // nil: absent
-		wantBytes int64
-	}{{
-		name:      "create",
-		ops:       []op{{key: "a", val: "1", rev: 5}},
-		want:      map[string]*Entry{"a": e("a", "1", 5, 5, 1)},
-		wantBytes: 2,
-	}, {
-		name: "overwrite keeps create revision",
-		ops: []op{
-			{key: "a", val: "1", rev: 5},
-			{key: "a", val: "22", rev: 6, prev: e("a", "1", 5, 5, 1)},
-			{key: "a", val: "333", rev: 9, prev: e("a", "22", 5, 6, 2)},
-		},
-		want:      map[string]*Entry{"a": e("a", "333", 5, 9, 3)},
-		wantBytes: 4,
-	}, {
-		name: "delete",
-		ops: []op{
-			{key: "a", val: "1", rev: 1},
-			{key: "b", val: "2", rev: 2},
-			{del: true, key: "a", rev: 3, prev: e("a", "1", 1, 1, 1)},
-		},
-		want:      map[string]*Entry{"a": nil, "b": e("b", "2", 2, 2, 1)},
-		wantBytes: 2,
-	}, {
-		name:      "delete missing",
-		ops:       []op{{del: true, key: "a", rev: 1}},
-		want:      map[string]*Entry{"a": nil},
-		wantBytes: 0,
-	}, {
-		name: "recreate after delete starts over",
-		ops: []op{
-			{key: "a", val: "1", rev: 1},
-			{key: "a", val: "2", rev: 2, prev: e("a", "1", 1, 1, 1)},
-			{del: true, key: "a", rev: 3, prev: e("a", "2", 1, 2, 2)},
-			{key: "a", val: "3", rev: 4},
-		},
-		want:      map[string]*Entry{"a": e("a", "3", 4, 4, 1)},
-		wantBytes: 2,
-	}, {
-		name: "empty value",
-		ops:  []op{{key: "k", val: "", rev: 1}},
-		want: map[string]*Entry{"k": e("k", "", 1, 1, 1)}, wantBytes: 1,
-	}}
-	for _, tt := range tests {
+	for _, tt := range txnTests {
 		t.Run(tt.name, func(t *testing.T) {
-			s := New()
-			for _, o := range tt.ops {
-				txn := s.Txn()
-				var prev Entry
-				var existed bool
-				if o.del {
-					prev, existed = txn.Delete(o.key, o.rev)
-				} else {
-					prev, existed = txn.Put(o.key, []byte(o.val), o.rev)
-				}
-				if existed != (o.prev != nil) || existed && !sameEntry(prev, *o.prev) {
-					t.Errorf("rev %d: previous entry of %q = %s, want %s", o.rev, o.key,
-						fmtEntry(prev, existed), fmtEntry(deref(o.prev)))
-				}
-				txn.Commit(o.rev)
-			}
-			v := s.View()
+			v := applyOps(t, tt.ops)
 			for key, want := range tt.want {
 				if got, ok := v.Get(key); ok != (want != nil) || ok && !sameEntry(got, *want) {
 					t.Errorf("Get(%q) = %s, want %s", key, fmtEntry(got, ok), fmtEntry(deref(want)))
@@ -116,6 +101,29 @@ func TestTxnRevisions(t *testing.T) {
 			}
 		})
 	}
+}
+
+// applyOps commits each op in its own transaction, checking the previous
+// entry it returns, and returns the final view.
+func applyOps(t *testing.T, ops []op) *View {
+	t.Helper()
+	s := New()
+	for _, o := range ops {
+		txn := s.Txn()
+		var prev Entry
+		var existed bool
+		if o.del {
+			prev, existed = txn.Delete(o.key, o.rev)
+		} else {
+			prev, existed = txn.Put(o.key, []byte(o.val), o.rev)
+		}
+		if existed != (o.prev != nil) || existed && !sameEntry(prev, *o.prev) {
+			t.Errorf("rev %d: previous entry of %q = %s, want %s", o.rev, o.key,
+				fmtEntry(prev, existed), fmtEntry(deref(o.prev)))
+		}
+		txn.Commit(o.rev)
+	}
+	return s.View()
 }
 
 func deref(p *Entry) (Entry, bool) {

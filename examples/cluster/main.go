@@ -34,8 +34,16 @@ func run() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 
+	// Errors go to stderr while the cluster runs. During shutdown the last
+	// nodes standing log failed heartbeats to the ones already closed;
+	// that is expected, so shutdown raises the level past them.
+	var level slog.LevelVar
+	level.Set(slog.LevelError)
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: &level}))
+
 	var nodes []*skiff.Node
 	defer func() {
+		level.Set(slog.LevelError + 4)
 		for _, n := range nodes {
 			n.Close()
 		}
@@ -48,7 +56,7 @@ func run() error {
 		cfg.HeartbeatTimeout = 300 * time.Millisecond
 		cfg.ElectionTimeout = 300 * time.Millisecond
 		cfg.LeaderLeaseTimeout = 200 * time.Millisecond
-		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
+		cfg.Logger = logger
 		if i > 1 {
 			// Any member will do; followers forward the join to the leader.
 			cfg.Join = []string{nodes[0].Addr()}
@@ -106,6 +114,7 @@ func run() error {
 		fmt.Printf("  %s  %s  %s\n", m.ID, m.Address, role)
 	}
 
+	level.Set(slog.LevelError + 4)
 	for i := len(nodes) - 1; i >= 0; i-- {
 		if err := nodes[i].Close(); err != nil {
 			return fmt.Errorf("close %s: %w", nodes[i].ID(), err)

@@ -1,0 +1,470 @@
+package skiff
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"time"
+
+	skiffpb "github.com/skiffkv/skiff/proto"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+)
+
+// Client talks to a skiff cluster over the network. It implements KV with
+// the same behaviour and errors as an embedded Node, plus membership.
+//
+// A Client keeps a connection to each node it knows, learns which node
+// leads from the cluster's answers and sends writes and linearizable reads
+// straight to it, and moves to another node when one fails. It retries
+// reads freely, and writes only when the write certainly did not take
+// effect; a write whose outcome is unknown fails with ErrIndeterminate and
+// is never repeated behind the caller's back.
+//
+// All methods are safe for concurrent use. Every call takes its deadline
+// from its context, or the Client's call timeout when the context has
+// none.
+type Client struct {
+	opts  clientOptions
+	seeds []string
+
+	mu     sync.Mutex
+	conns  map[string]*grpc.ClientConn
+	leader string // address of the last known leader, "" if unknown
+	next   int    // round-robin start for reads that need no leader
+	closed bool
+}
+
+var _ KV = (*Client)(nil)
+
+type clientOptions struct {
+	tls         *tls.Config
+	dialer      func(context.Context, string) (net.Conn, error)
+	dialTimeout time.Duration
+	callTimeout time.Duration
+	stale       bool
+	maxMsg      int
+}
+
+// ClientOption configures Dial.
+type ClientOption func(*clientOptions)
+
+// WithTLS dials the nodes with TLS (set Certificates for mutual TLS).
+func WithTLS(cfg *tls.Config) ClientOption { return func(o *clientOptions) { o.tls = cfg } }
+
+// WithDialer replaces the network dialer, for example to reach a
+// skifftest cluster.
+func WithDialer(d func(ctx context.Context, addr string) (net.Conn, error)) ClientOption {
+	return func(o *clientOptions) { o.dialer = d }
+}
+
+// WithDialTimeout bounds how long Dial waits to reach a first node
+// (default 5s; Dial's context may end it sooner).
+func WithDialTimeout(d time.Duration) ClientOption { return func(o *clientOptions) { o.dialTimeout = d } }
+
+// WithCallTimeout is the deadline of calls whose context has none (default
+// 10s).
+func WithCallTimeout(d time.Duration) ClientOption { return func(o *clientOptions) { o.callTimeout = d } }
+
+// WithStaleReads makes every read stale, as if each passed Stale(): served
+// by any node from its local state, without a round trip to the leader.
+func WithStaleReads() ClientOption { return func(o *clientOptions) { o.stale = true } }
+
+// WithMaxMessageSize sets the largest message the client sends or
+// receives (default 65 MiB, enough for a page of large values).
+func WithMaxMessageSize(n int) ClientOption { return func(o *clientOptions) { o.maxMsg = n } }
+
+// Dial connects to a cluster through any of addrs (more addresses give
+// more places to fail over to; nodes found later as leaders are added).
+// It returns once one node has answered, or fails with an error wrapping
+// ErrUnavailable when none does within the dial timeout.
+func Dial(ctx context.Context, addrs []string, opts ...ClientOption) (*Client, error) {
+	o := clientOptions{dialTimeout: 5 * time.Second, callTimeout: defaultTimeout, maxMsg: 65 << 20}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if len(addrs) == 0 {
+		return nil, fmt.Errorf("%w: Dial needs at least one address", ErrInvalidArgument)
+	}
+	c := &Client{opts: o, seeds: append([]string(nil), addrs...), conns: map[string]*grpc.ClientConn{}}
+	ctx, cancel := context.WithTimeout(ctx, o.dialTimeout)
+	defer cancel()
+	if err := c.refreshLeader(ctx); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// Close closes every connection. Calls in flight fail; later calls return
+// ErrClosed.
+func (c *Client) Close() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return nil
+	}
+	c.closed = true
+	var errs []error
+	for _, cc := range c.conns {
+		errs = append(errs, cc.Close())
+	}
+	return errors.Join(errs...)
+}
+
+func (c *Client) conn(addr string) (*grpc.ClientConn, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return nil, ErrClosed
+	}
+	if cc, ok := c.conns[addr]; ok {
+		return cc, nil
+	}
+	creds := insecure.NewCredentials()
+	if c.opts.tls != nil {
+		creds = credentials.NewTLS(c.opts.tls)
+	}
+	dialOpts := []grpc.DialOption{
+		grpc.WithTransportCredentials(creds),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(c.opts.maxMsg), grpc.MaxCallSendMsgSize(c.opts.maxMsg)),
+		grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff:           backoff.Config{BaseDelay: 50 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: time.Second},
+			MinConnectTimeout: time.Second,
+		}),
+	}
+	if c.opts.dialer != nil {
+		dialOpts = append(dialOpts, grpc.WithContextDialer(c.opts.dialer))
+	}
+	cc, err := grpc.NewClient("passthrough:///"+addr, dialOpts...)
+	if err != nil {
+		return nil, fmt.Errorf("%w: dial %s: %w", ErrUnavailable, addr, err)
+	}
+	c.conns[addr] = cc
+	return cc, nil
+}
+
+// candidates returns the addresses to try, in order: the leader first when
+// wanted and known, then the others starting at a rotating position.
+func (c *Client) candidates(preferLeader bool) []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []string
+	seen := map[string]bool{}
+	add := func(a string) {
+		if a != "" && !seen[a] {
+			seen[a] = true
+			out = append(out, a)
+		}
+	}
+	if preferLeader {
+		add(c.leader)
+	}
+	c.next++
+	for i := range c.seeds {
+		add(c.seeds[(c.next+i)%len(c.seeds)])
+	}
+	add(c.leader)
+	return out
+}
+
+func (c *Client) setLeader(addr string) {
+	if addr == "" {
+		return
+	}
+	c.mu.Lock()
+	c.leader = addr
+	c.mu.Unlock()
+}
+
+func (c *Client) forgetLeader(addr string) {
+	c.mu.Lock()
+	if c.leader == addr {
+		c.leader = ""
+	}
+	c.mu.Unlock()
+}
+
+// refreshLeader asks the nodes, in turn, who leads.
+func (c *Client) refreshLeader(ctx context.Context) error {
+	var last error = ErrUnavailable
+	for _, addr := range c.candidates(false) {
+		cc, err := c.conn(addr)
+		if err != nil {
+			return err
+		}
+		if !ready(ctx, cc) {
+			last = fmt.Errorf("%w: %s is unreachable", ErrUnavailable, addr)
+			continue
+		}
+		st, err := skiffpb.NewClusterClient(cc).Status(ctx, &skiffpb.StatusRequest{})
+		if err != nil {
+			last = fromStatus(err)
+			continue
+		}
+		c.setLeader(st.LeaderAddress)
+		return nil
+	}
+	if ctx.Err() != nil {
+		return fmt.Errorf("%w: %w", ErrUnavailable, ctxError(ctx, "reaching a node"))
+	}
+	return fmt.Errorf("%w: no node answered: %w", ErrUnavailable, last)
+}
+
+func (c *Client) callContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(ctx, c.opts.callTimeout)
+}
+
+// read runs a read on a node, moving to the next one while attempts fail
+// for reasons that say nothing about the answer. Linearizable reads go to
+// the leader first (it answers without a hop); stale reads to any node.
+func (c *Client) read(ctx context.Context, stale bool, call func(context.Context, *grpc.ClientConn) error) error {
+	ctx, cancel := c.callContext(ctx)
+	defer cancel()
+	return c.attempts(ctx, !stale, func(ctx context.Context, addr string, cc *grpc.ClientConn) (bool, error) {
+		// A node that cannot reach a quorum keeps a read waiting until
+		// its deadline; give each attempt part of the time so another
+		// node gets a chance.
+		actx, acancel := context.WithTimeout(ctx, attemptTimeout(ctx))
+		defer acancel()
+		err := fromStatus(call(actx, cc))
+		if err == nil {
+			return true, nil
+		}
+		return ctx.Err() == nil && (retryable(err) || errors.Is(err, ErrTimeout) || errors.Is(err, ErrClosed)), err
+	})
+}
+
+func attemptTimeout(ctx context.Context) time.Duration {
+	rest := time.Until(deadline(ctx))
+	return max(min(rest/2, 3*time.Second), min(rest, 500*time.Millisecond))
+}
+
+// write sends a write to the leader (or any node, which forwards it). It
+// moves on only when the write certainly did not take effect: the node
+// was unreachable before the request left, or it answered that it is not
+// the leader and did not forward.
+func (c *Client) write(ctx context.Context, call func(context.Context, *grpc.ClientConn) error) error {
+	ctx, cancel := c.callContext(ctx)
+	defer cancel()
+	return c.attempts(ctx, true, func(ctx context.Context, addr string, cc *grpc.ClientConn) (bool, error) {
+		err := fromStatus(call(ctx, cc))
+		if err == nil {
+			return true, nil
+		}
+		if errors.Is(err, ErrNotLeader) || errors.Is(err, ErrNoLeader) {
+			if errors.Is(err, ErrIndeterminate) {
+				return false, err
+			}
+			return ctx.Err() == nil, err
+		}
+		if neverSent(err) {
+			return ctx.Err() == nil, err
+		}
+		return false, sentError(ctx, err)
+	})
+}
+
+// attempts calls try on nodes until it reports done, or that the error is
+// final, or every node was tried; then it starts over after a pause, until
+// ctx ends. try returns (true, nil) on success and (retry, err) otherwise.
+func (c *Client) attempts(ctx context.Context, preferLeader bool,
+	try func(ctx context.Context, addr string, cc *grpc.ClientConn) (bool, error)) error {
+	pause := 20 * time.Millisecond
+	var last error
+	for {
+		for _, addr := range c.candidates(preferLeader) {
+			cc, err := c.conn(addr)
+			if err != nil {
+				return err
+			}
+			if !ready(ctx, cc) {
+				c.forgetLeader(addr)
+				last = fmt.Errorf("%w: %s is unreachable", ErrUnavailable, addr)
+				if ctx.Err() != nil {
+					break
+				}
+				continue
+			}
+			ok, err := try(ctx, addr, cc)
+			if err == nil {
+				return nil
+			}
+			last = err
+			if hint := leaderHint(err); hint != "" && hint != addr {
+				c.setLeader(hint)
+			} else if errors.Is(err, ErrNotLeader) || errors.Is(err, ErrNoLeader) || errors.Is(err, ErrUnavailable) {
+				c.forgetLeader(addr)
+			}
+			if !ok {
+				return err
+			}
+		}
+		t := time.NewTimer(pause)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			if errors.Is(last, ErrIndeterminate) || isSkiffError(last) && !retryable(last) && !errors.Is(last, ErrUnavailable) {
+				return last
+			}
+			return fmt.Errorf("%w: %w (last error: %v)", ErrUnavailable, ctxError(ctx, "reaching the cluster"), last)
+		}
+		pause = min(2*pause, 500*time.Millisecond)
+	}
+}
+
+func (c *Client) readOptions(opts []ReadOption) (readOptions, *skiffpb.ReadOptions, error) {
+	o, err := collectReadOptions(opts)
+	if err != nil {
+		return o, nil, err
+	}
+	o.stale = o.stale || c.opts.stale
+	return o, &skiffpb.ReadOptions{Stale: o.stale}, nil
+}
+
+// Put sets key to value and returns the revision of the write.
+func (c *Client) Put(ctx context.Context, key string, value []byte) (uint64, error) {
+	return c.put(ctx, &skiffpb.PutRequest{Key: key, Value: value})
+}
+
+// Create sets key only if it does not exist; otherwise ErrExists.
+func (c *Client) Create(ctx context.Context, key string, value []byte) (uint64, error) {
+	return c.put(ctx, &skiffpb.PutRequest{Key: key, Value: value, Condition: &skiffpb.Condition{Kind: skiffpb.Condition_ABSENT}})
+}
+
+// CompareAndSwap sets key only if its ModRevision is modRevision;
+// otherwise ErrRevisionMismatch.
+func (c *Client) CompareAndSwap(ctx context.Context, key string, value []byte, modRevision uint64) (uint64, error) {
+	return c.put(ctx, &skiffpb.PutRequest{Key: key, Value: value,
+		Condition: &skiffpb.Condition{Kind: skiffpb.Condition_MOD_REVISION, ModRevision: modRevision}})
+}
+
+func (c *Client) put(ctx context.Context, req *skiffpb.PutRequest) (uint64, error) {
+	var rev uint64
+	err := c.write(ctx, func(ctx context.Context, cc *grpc.ClientConn) error {
+		resp, err := skiffpb.NewKVClient(cc).Put(ctx, req)
+		if err == nil {
+			rev = resp.GetKv().GetModRevision()
+		}
+		return err
+	})
+	return rev, err
+}
+
+// Delete removes key. Deleting an absent key succeeds.
+func (c *Client) Delete(ctx context.Context, key string) error {
+	return c.del(ctx, &skiffpb.DeleteRequest{Key: key})
+}
+
+// DeleteIf removes key only if its ModRevision is modRevision; otherwise
+// ErrRevisionMismatch.
+func (c *Client) DeleteIf(ctx context.Context, key string, modRevision uint64) error {
+	return c.del(ctx, &skiffpb.DeleteRequest{Key: key,
+		Condition: &skiffpb.Condition{Kind: skiffpb.Condition_MOD_REVISION, ModRevision: modRevision}})
+}
+
+func (c *Client) del(ctx context.Context, req *skiffpb.DeleteRequest) error {
+	return c.write(ctx, func(ctx context.Context, cc *grpc.ClientConn) error {
+		_, err := skiffpb.NewKVClient(cc).Delete(ctx, req)
+		return err
+	})
+}
+
+// Get returns key's value and revisions, or ErrNotFound.
+func (c *Client) Get(ctx context.Context, key string, opts ...ReadOption) (*KeyValue, error) {
+	o, ro, err := c.readOptions(opts)
+	if err != nil {
+		return nil, err
+	}
+	var kv *KeyValue
+	err = c.read(ctx, o.stale, func(ctx context.Context, cc *grpc.ClientConn) error {
+		resp, err := skiffpb.NewKVClient(cc).Get(ctx, &skiffpb.GetRequest{Key: key, Options: ro})
+		if err == nil {
+			kv = kvFromPB(resp.Kv)
+		}
+		return err
+	})
+	return kv, err
+}
+
+// List returns the keys below prefix, as Node.List does.
+func (c *Client) List(ctx context.Context, prefix string, opts ...ReadOption) (*ListResult, error) {
+	o, ro, err := c.readOptions(opts)
+	if err != nil {
+		return nil, err
+	}
+	req := &skiffpb.ListRequest{Prefix: prefix, After: o.after, Limit: int64(o.limit), KeysOnly: o.keysOnly, Options: ro}
+	var res *ListResult
+	err = c.read(ctx, o.stale, func(ctx context.Context, cc *grpc.ClientConn) error {
+		resp, err := skiffpb.NewKVClient(cc).List(ctx, req)
+		if err != nil {
+			return err
+		}
+		res = &ListResult{More: resp.More, Revision: resp.Revision, KVs: make([]KeyValue, len(resp.Kvs))}
+		for i, kv := range resp.Kvs {
+			res.KVs[i] = *kvFromPB(kv)
+			if o.keysOnly {
+				res.KVs[i].Value = nil
+			}
+		}
+		return nil
+	})
+	return res, err
+}
+
+// Children lists the immediate children of prefix, as Node.Children does.
+func (c *Client) Children(ctx context.Context, prefix string, opts ...ReadOption) ([]Child, error) {
+	o, ro, err := c.readOptions(opts)
+	if err != nil {
+		return nil, err
+	}
+	req := &skiffpb.ChildrenRequest{Prefix: prefix, After: o.after, Limit: int64(o.limit), Options: ro}
+	var out []Child
+	err = c.read(ctx, o.stale, func(ctx context.Context, cc *grpc.ClientConn) error {
+		resp, err := skiffpb.NewKVClient(cc).Children(ctx, req)
+		if err != nil {
+			return err
+		}
+		out = make([]Child, len(resp.Children))
+		for i, ch := range resp.Children {
+			out[i] = Child{Name: ch.Name, IsKey: ch.IsKey, HasChildren: ch.HasChildren}
+		}
+		return nil
+	})
+	return out, err
+}
+
+// Prefixes returns the top-level namespaces, as Node.Prefixes does.
+func (c *Client) Prefixes(ctx context.Context, opts ...ReadOption) ([]string, error) {
+	o, ro, err := c.readOptions(opts)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	err = c.read(ctx, o.stale, func(ctx context.Context, cc *grpc.ClientConn) error {
+		resp, err := skiffpb.NewKVClient(cc).Prefixes(ctx, &skiffpb.PrefixesRequest{Options: ro})
+		if err == nil {
+			out = resp.Prefixes
+		}
+		return err
+	})
+	return out, err
+}
+
+func kvFromPB(kv *skiffpb.KeyValue) *KeyValue {
+	out := &KeyValue{Key: kv.GetKey(), Value: kv.GetValue(), CreateRevision: kv.GetCreateRevision(),
+		ModRevision: kv.GetModRevision(), Version: kv.GetVersion()}
+	if out.Value == nil {
+		out.Value = []byte{}
+	}
+	return out
+}
