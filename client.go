@@ -65,11 +65,15 @@ func WithDialer(d func(ctx context.Context, addr string) (net.Conn, error)) Clie
 
 // WithDialTimeout bounds how long Dial waits to reach a first node
 // (default 5s; Dial's context may end it sooner).
-func WithDialTimeout(d time.Duration) ClientOption { return func(o *clientOptions) { o.dialTimeout = d } }
+func WithDialTimeout(d time.Duration) ClientOption {
+	return func(o *clientOptions) { o.dialTimeout = d }
+}
 
 // WithCallTimeout is the deadline of calls whose context has none (default
 // 10s).
-func WithCallTimeout(d time.Duration) ClientOption { return func(o *clientOptions) { o.callTimeout = d } }
+func WithCallTimeout(d time.Duration) ClientOption {
+	return func(o *clientOptions) { o.callTimeout = d }
+}
 
 // WithStaleReads makes every read stale, as if each passed Stale(): served
 // by any node from its local state, without a round trip to the leader.
