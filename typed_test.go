@@ -360,8 +360,8 @@ func TestTypedUpdate(t *testing.T) {
 	// A canceled context stops the loop.
 	canceled, cancel := context.WithCancel(ctx)
 	cancel()
-	if _, _, err := counters.Update(canceled, key, inc); err == nil {
-		t.Errorf("Update(%q) with a canceled context succeeded", key)
+	if _, _, err := counters.Update(canceled, key, inc); !errors.Is(err, context.Canceled) {
+		t.Errorf("Update(%q) with a canceled context = %v, want context.Canceled", key, err)
 	}
 }
 
@@ -413,6 +413,51 @@ func TestTypedUpdateConcurrentAcrossNodes(t *testing.T) {
 			t.Fatalf("Update results = %v, want each of 1..%d once", results, goroutines*increments)
 		}
 	}
+}
+
+// conflictKV is a KV whose key always exists and whose CompareAndSwap
+// always fails with casErr, to drive Update's retry loop.
+type conflictKV struct {
+	skiff.KV // nil: other methods are not called
+	casErr   error
+
+	mu    sync.Mutex
+	swaps int
+}
+
+func (f *conflictKV) Get(ctx context.Context, key string, _ ...skiff.ReadOption) (*skiff.KeyValue, error) {
+	return &skiff.KeyValue{Key: key, Value: []byte(`{"N":1}`), CreateRevision: 1, ModRevision: 1, Version: 1}, nil
+}
+
+func (f *conflictKV) CompareAndSwap(ctx context.Context, key string, _ []byte, _ uint64) (uint64, error) {
+	f.mu.Lock()
+	f.swaps++
+	f.mu.Unlock()
+	return 0, f.casErr
+}
+
+func TestTypedUpdateRetryPolicy(t *testing.T) {
+	inc := func(old counter, _ bool) (counter, error) { old.N++; return old, nil }
+
+	t.Run("conflicts retry until the deadline", func(t *testing.T) {
+		kv := &conflictKV{casErr: fmt.Errorf("%w: someone else", skiff.ErrRevisionMismatch)}
+		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		defer cancel()
+		_, _, err := skiff.NewTyped[counter](kv, nil).Update(ctx, "k", inc)
+		if !errors.Is(err, skiff.ErrTimeout) || !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("Update under endless conflicts = %v, want ErrTimeout and DeadlineExceeded", err)
+		}
+		if kv.swaps < 2 {
+			t.Errorf("Update tried %d swaps, want retries", kv.swaps)
+		}
+	})
+	t.Run("indeterminate writes are not retried", func(t *testing.T) {
+		kv := &conflictKV{casErr: fmt.Errorf("%w: %w", skiff.ErrIndeterminate, skiff.ErrRevisionMismatch)}
+		_, _, err := skiff.NewTyped[counter](kv, nil).Update(typedCtx(t), "k", inc)
+		if !errors.Is(err, skiff.ErrIndeterminate) || kv.swaps != 1 {
+			t.Errorf("Update = %v after %d swaps, want ErrIndeterminate after 1", err, kv.swaps)
+		}
+	})
 }
 
 // fixedCodec stores a uint64 as 8 big-endian bytes.
