@@ -195,6 +195,10 @@ func (c Config) validate() error {
 		return bad("unknown LogStore %q", c.LogStore)
 	case c.HeartbeatTimeout < 5*time.Millisecond || c.ElectionTimeout < 5*time.Millisecond:
 		return bad("HeartbeatTimeout and ElectionTimeout must be at least 5ms")
+	case c.ElectionTimeout < c.HeartbeatTimeout:
+		return bad("ElectionTimeout %v is below HeartbeatTimeout %v", c.ElectionTimeout, c.HeartbeatTimeout)
+	case c.LeaderLeaseTimeout < 5*time.Millisecond:
+		return bad("LeaderLeaseTimeout must be at least 5ms")
 	case c.LeaderLeaseTimeout > c.HeartbeatTimeout:
 		return bad("LeaderLeaseTimeout %v exceeds HeartbeatTimeout %v", c.LeaderLeaseTimeout, c.HeartbeatTimeout)
 	case c.SnapshotSizeRatio < 0:

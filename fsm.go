@@ -199,9 +199,10 @@ func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 // older than the state it replaces: the applied index never goes
 // backwards, so reads waiting for an index are not stranded.
 //
-// The applied index only ever names a command entry (or a snapshot's
-// revision, which is one): Raft does not pass its no-op and barrier
-// entries to the state machine, so indexes of those are never waited for.
+// The applied index only ever names an entry Raft passes to the state
+// machine (a command or a configuration change), or a snapshot's
+// revision, which is one: Raft does not pass its no-op and barrier
+// entries, so indexes of those are never waited for.
 func (f *fsm) Restore(rc io.ReadCloser) error {
 	view, err := readSnapshot(rc)
 	if err != nil {

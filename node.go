@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -236,25 +237,67 @@ func (n *Node) listen() error {
 // older snapshot whose log tail may already be truncated, where a damaged
 // newest snapshot must stop the node with the file's name instead.
 func (n *Node) restoreLatest() error {
+	if err := n.checkSnapshotFiles(); err != nil {
+		return err
+	}
 	metas, err := n.snaps.List()
 	if err != nil {
 		return fmt.Errorf("list snapshots: %w", err)
 	}
-	if len(metas) == 0 {
-		return nil
+	var snapIndex uint64
+	if len(metas) > 0 {
+		m := metas[0]
+		snapIndex = m.Index
+		file := filepath.Join(n.cfg.Dir, snapshotDir, m.ID, "state.bin")
+		start := time.Now()
+		_, rc, err := n.snaps.Open(m.ID)
+		if err != nil {
+			return fmt.Errorf("%w: snapshot %s: %w", ErrCorrupt, file, err)
+		}
+		if err := n.fsm.restoreAt(rc, m.Index); err != nil {
+			return fmt.Errorf("snapshot %s: %w", file, err)
+		}
+		n.log.Info("restored snapshot", "file", file, "index", m.Index,
+			"keys", n.fsm.store.View().Len(), "took", time.Since(start))
 	}
-	m := metas[0]
-	file := filepath.Join(n.cfg.Dir, snapshotDir, m.ID, "state.bin")
-	start := time.Now()
-	_, rc, err := n.snaps.Open(m.ID)
+	// The log must continue where the snapshot ends, or Raft would stop
+	// the process when it looks for the missing entries.
+	first, err := n.logs.FirstIndex()
 	if err != nil {
-		return fmt.Errorf("%w: snapshot %s: %w", ErrCorrupt, file, err)
+		return fmt.Errorf("read log: %w", err)
 	}
-	if err := n.fsm.restoreAt(rc, m.Index); err != nil {
-		return fmt.Errorf("snapshot %s: %w", file, err)
+	if first > snapIndex+1 {
+		return fmt.Errorf("%w: %s: the log starts at index %d but the newest snapshot ends at %d",
+			ErrCorrupt, n.cfg.Dir, first, snapIndex)
 	}
-	n.log.Info("restored snapshot", "file", file, "index", m.Index,
-		"keys", n.fsm.store.View().Len(), "took", time.Since(start))
+	return nil
+}
+
+// checkSnapshotFiles refuses a snapshot directory whose metadata cannot
+// be read. Raft's listing skips such a snapshot silently, which would
+// load an older one that the truncated log no longer continues.
+func (n *Node) checkSnapshotFiles() error {
+	dir := filepath.Join(n.cfg.Dir, snapshotDir)
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		return fmt.Errorf("list snapshots: %w", err)
+	}
+	for _, e := range entries {
+		if !e.IsDir() || strings.HasSuffix(e.Name(), ".tmp") {
+			continue
+		}
+		meta := filepath.Join(dir, e.Name(), "meta.json")
+		b, err := os.ReadFile(meta)
+		if err == nil && !json.Valid(b) {
+			err = errors.New("not valid JSON")
+		}
+		if err != nil {
+			return fmt.Errorf("%w: snapshot metadata %s: %w", ErrCorrupt, meta, err)
+		}
+	}
 	return nil
 }
 

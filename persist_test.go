@@ -154,35 +154,46 @@ func TestRestartAfterFollowerTailTruncated(t *testing.T) {
 }
 
 func TestDamagedSnapshotIsRefusedWithItsName(t *testing.T) {
+	damage := map[string]func(b []byte) []byte{
+		"state.bin": func(b []byte) []byte { b[len(b)/2] ^= 0xff; return b },
+		"meta.json": func(b []byte) []byte { return []byte("{garbage") },
+	}
 	for _, store := range logStores {
-		t.Run(string(store), func(t *testing.T) {
-			cfg := testConfig(t.TempDir())
-			cfg.LogStore = store
-			n := openNode(t, cfg)
-			putAll(t, n, "k", 50)
-			if err := n.Snapshot(); err != nil {
-				t.Fatal(err)
-			}
-			if err := n.Close(); err != nil {
-				t.Fatal(err)
-			}
-			files, _ := filepath.Glob(filepath.Join(cfg.Dir, "snapshots", "*", "state.bin"))
-			if len(files) != 1 {
-				t.Fatalf("snapshot files = %v, want 1", files)
-			}
-			b, err := os.ReadFile(files[0])
-			if err != nil {
-				t.Fatal(err)
-			}
-			b[len(b)/2] ^= 0xff
-			if err := os.WriteFile(files[0], b, 0o600); err != nil {
-				t.Fatal(err)
-			}
-			_, err = skiff.Open(testCtx(t), cfg)
-			if !errors.Is(err, skiff.ErrCorrupt) || !strings.Contains(err.Error(), files[0]) {
-				t.Fatalf("Open with damaged snapshot: err = %v, want ErrCorrupt naming %s", err, files[0])
-			}
-		})
+		for file, spoil := range damage {
+			t.Run(string(store)+"/"+file, func(t *testing.T) {
+				cfg := testConfig(t.TempDir())
+				cfg.LogStore = store
+				cfg.TrailingLogs = 1
+				n := openNode(t, cfg)
+				// Two snapshots, the log truncated behind the newer one: an
+				// older snapshot is no way out.
+				for round := 0; round < 2; round++ {
+					putAll(t, n, fmt.Sprintf("r%d", round), 30)
+					if err := n.Snapshot(); err != nil {
+						t.Fatal(err)
+					}
+				}
+				if err := n.Close(); err != nil {
+					t.Fatal(err)
+				}
+				dirs, _ := filepath.Glob(filepath.Join(cfg.Dir, "snapshots", "*"))
+				if len(dirs) != 2 {
+					t.Fatalf("snapshot dirs = %v, want 2", dirs)
+				}
+				path := filepath.Join(dirs[len(dirs)-1], file) // names sort by term, index, time
+				b, err := os.ReadFile(path)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(path, spoil(b), 0o600); err != nil {
+					t.Fatal(err)
+				}
+				_, err = skiff.Open(testCtx(t), cfg)
+				if !errors.Is(err, skiff.ErrCorrupt) || !strings.Contains(err.Error(), path) {
+					t.Fatalf("Open with damaged %s: err = %v, want ErrCorrupt naming %s", file, err, path)
+				}
+			})
+		}
 	}
 }
 

@@ -95,7 +95,7 @@ func NewCluster(tb testing.TB, n int, opts *Options) *Cluster {
 	return c
 }
 
-// Config returns the Config node i is started with (before Configure).
+// config returns the Config node i is started with.
 func (c *Cluster) config(i int, peers []skiff.Peer) skiff.Config {
 	m := c.nodes[i]
 	cfg := skiff.DefaultConfig()
