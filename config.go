@@ -98,6 +98,15 @@ type Config struct {
 	MaxKeySize   int
 	MaxValueSize int
 
+	// WatchHistory and WatchHistoryBytes bound the recent changes a node
+	// keeps for watches, by count and by bytes (keys, values and previous
+	// values, plus 64 bytes per change). A watch can start, or resume,
+	// from any revision still in this history; one that falls behind it
+	// ends with ErrWatchLagged. The history starts empty when the node
+	// starts, at the snapshot it loads.
+	WatchHistory      int
+	WatchHistoryBytes int64
+
 	// TLS, when set, serves the node's port over TLS. For mutual TLS set
 	// ClientAuth and ClientCAs. PeerTLS is used when this node dials other
 	// nodes (Raft, forwarding, join); nil with TLS set means dialing with
@@ -126,6 +135,9 @@ const (
 	DefaultMaxKeySize   = 4 << 10
 	DefaultMaxValueSize = 1 << 20
 	DefaultQuotaBytes   = 2 << 30
+
+	DefaultWatchHistory      = 100_000
+	DefaultWatchHistoryBytes = 64 << 20
 )
 
 // DefaultConfig returns a Config with every tunable set to its default.
@@ -143,6 +155,8 @@ func DefaultConfig() Config {
 		QuotaBytes:         DefaultQuotaBytes,
 		MaxKeySize:         DefaultMaxKeySize,
 		MaxValueSize:       DefaultMaxValueSize,
+		WatchHistory:       DefaultWatchHistory,
+		WatchHistoryBytes:  DefaultWatchHistoryBytes,
 	}
 }
 
@@ -173,6 +187,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxValueSize == 0 {
 		c.MaxValueSize = d.MaxValueSize
+	}
+	if c.WatchHistory == 0 {
+		c.WatchHistory = d.WatchHistory
+	}
+	if c.WatchHistoryBytes == 0 {
+		c.WatchHistoryBytes = d.WatchHistoryBytes
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -205,6 +225,8 @@ func (c Config) validate() error {
 		return bad("SnapshotSizeRatio must not be negative")
 	case c.QuotaBytes < 0 || c.MaxKeySize < 0 || c.MaxValueSize < 0:
 		return bad("QuotaBytes, MaxKeySize and MaxValueSize must not be negative")
+	case c.WatchHistory < 0 || c.WatchHistoryBytes < 0:
+		return bad("WatchHistory and WatchHistoryBytes must not be negative")
 	case c.MaxValueSize > 64<<20:
 		return bad("MaxValueSize %d exceeds 64 MiB", c.MaxValueSize)
 	case len(c.Join) > 0 && len(c.InitialCluster) > 0:

@@ -48,10 +48,13 @@ var (
 	// already has, or came from another cluster.
 	ErrMemberConflict = errors.New("skiff: member conflict")
 	// ErrCompacted: a watch asked for revisions older than the retained
-	// history.
+	// history. The error is a *CompactedError naming the oldest revision
+	// still available.
 	ErrCompacted = errors.New("skiff: revision compacted")
-	// ErrWatchLagged: a watcher fell too far behind and was ended; resume
-	// from the revision in the WatchLaggedError.
+	// ErrWatchLagged: a watcher fell so far behind that the history no
+	// longer holds the changes it has not received, and was ended. The
+	// error is a *CompactedError (it also matches ErrCompacted) whose
+	// Revision is the last one delivered.
 	ErrWatchLagged = errors.New("skiff: watcher fell behind")
 	// ErrDecode: a stored value could not be decoded into the requested
 	// type (see Typed and DecodeError).

@@ -29,7 +29,8 @@ type fsm struct {
 	// snapshot policy reads it.
 	written atomic.Int64
 
-	// publish, when set, receives every batch's changes in apply order.
+	// publish, when set, receives every batch's changes in apply order,
+	// even when there are none, so that watchers see the revision advance.
 	// It runs on the apply goroutine and must not block.
 	publish func(changes []change, rev uint64, reset bool)
 }
@@ -90,7 +91,7 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 	last := logs[len(logs)-1].Index
 	txn.Commit(last)
 	f.setApplied(last)
-	if f.publish != nil && len(changes) > 0 {
+	if f.publish != nil {
 		f.publish(changes, last, false)
 	}
 	return results

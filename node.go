@@ -44,6 +44,7 @@ type Node struct {
 	kind  LogStoreKind
 	snaps *raft.FileSnapshotStore
 	fsm   *fsm
+	hist  *history
 	raft  *raft.Raft
 	tm    *transport.Manager // nil when Config.RaftTransport is set
 
@@ -115,6 +116,8 @@ func (n *Node) start() (fresh bool, err error) {
 		return false, fmt.Errorf("open snapshot store: %w", err)
 	}
 	n.fsm = newFSM()
+	n.hist = newHistory(cfg.WatchHistory, cfg.WatchHistoryBytes)
+	n.fsm.publish = n.hist.publish
 	if err := n.restoreLatest(); err != nil {
 		return false, err
 	}

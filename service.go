@@ -211,3 +211,40 @@ func (s *service) Status(ctx context.Context, _ *skiffpb.StatusRequest) (*skiffp
 		LastSnapshotIndex: st.LastSnapshotIndex, Keys: int64(st.Keys), Bytes: st.Bytes,
 	}, nil
 }
+
+// Watch streams a watch's batches. The stream ends when the client goes
+// away, the node closes, or the watch fails (for example with a
+// *CompactedError, whose revisions travel in the status).
+func (s *service) Watch(req *skiffpb.WatchRequest, stream skiffpb.KV_WatchServer) error {
+	o := watchOptions{after: req.AfterRevision, fromRev: req.FromRevision, initial: req.InitialState,
+		prev: req.PrevValue, exactKey: req.Exact}
+	sub, err := s.n.newSubscription(req.Prefix, o)
+	if err != nil {
+		return s.status(err)
+	}
+	err = sub.run(stream.Context(), func(b watchBatch) error {
+		resp := &skiffpb.WatchResponse{InitialDone: b.synced}
+		if !b.initialPage {
+			resp.Revision = b.rev
+		}
+		for _, e := range b.initial {
+			resp.Events = append(resp.Events, &skiffpb.Event{Type: skiffpb.Event_PUT, Kv: entryToPB(e)})
+		}
+		for _, c := range b.changes {
+			ev := &skiffpb.Event{Type: skiffpb.Event_PUT, Kv: entryToPB(c.kv)}
+			if c.deleted {
+				ev.Type = skiffpb.Event_DELETE
+				ev.Kv = &skiffpb.KeyValue{Key: c.kv.Key, ModRevision: c.kv.ModRevision}
+			}
+			if o.prev && c.hadPrev {
+				ev.Prev = entryToPB(c.prev)
+			}
+			resp.Events = append(resp.Events, ev)
+		}
+		return stream.Send(resp)
+	})
+	if stream.Context().Err() != nil {
+		return nil
+	}
+	return s.status(err)
+}

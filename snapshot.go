@@ -27,6 +27,7 @@ type Status struct {
 	Keys              int
 	Bytes             int64 // sum of key and value lengths, what QuotaBytes limits
 	LogStore          LogStoreKind
+	Watchers          int // watches this node is serving
 }
 
 // Status reports the node's Raft and state-machine figures. It does not
@@ -40,6 +41,7 @@ func (n *Node) Status() Status {
 		LeaderID: leaderID, LeaderAddress: leaderAddr,
 		Term: n.raft.CurrentTerm(), CommitIndex: n.raft.CommitIndex(), AppliedIndex: n.fsm.appliedIndex(),
 		LastSnapshotIndex: snap, Keys: view.Len(), Bytes: view.Bytes(), LogStore: n.kind,
+		Watchers: n.hist.watcherCount(),
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
@@ -75,6 +76,15 @@ func toStatus(err error, leader string) error {
 		if leader != "" && (w.err == ErrNotLeader || w.err == ErrNoLeader) {
 			info.Metadata = map[string]string{metaLeader: leader}
 		}
+		var ce *CompactedError
+		if w.err == ErrCompacted && errors.As(err, &ce) {
+			info.Metadata = map[string]string{
+				"revision": strconv.FormatUint(ce.Revision, 10),
+				"oldest":   strconv.FormatUint(ce.Oldest, 10),
+				"reset":    strconv.FormatBool(ce.Reset),
+				"lagged":   strconv.FormatBool(ce.Lagged),
+			}
+		}
 		details = append(details, info)
 	}
 	switch {
@@ -135,6 +145,12 @@ func fromStatus(err error) error {
 			if w.reason == info.Reason {
 				re.errs = append(re.errs, w.err)
 			}
+		}
+		if info.Reason == "COMPACTED" && info.Metadata["oldest"] != "" {
+			ce := &CompactedError{Reset: info.Metadata["reset"] == "true", Lagged: info.Metadata["lagged"] == "true"}
+			ce.Revision, _ = strconv.ParseUint(info.Metadata["revision"], 10, 64)
+			ce.Oldest, _ = strconv.ParseUint(info.Metadata["oldest"], 10, 64)
+			re.errs = append(re.errs, ce)
 		}
 		if l := info.Metadata[metaLeader]; l != "" {
 			re.leader = l

@@ -1139,12 +1139,14 @@ type WatchRequest struct {
 	// Segment-aware prefix, or one exact key when exact is set.
 	Prefix string `protobuf:"bytes,1,opt,name=prefix,proto3" json:"prefix,omitempty"`
 	Exact  bool   `protobuf:"varint,2,opt,name=exact,proto3" json:"exact,omitempty"`
-	// Deliver events with revisions strictly greater than this one.
-	// 0 starts at the node's current revision.
+	// With from_revision set, deliver events with revisions strictly
+	// greater than after_revision; otherwise start at the node's current
+	// revision.
 	AfterRevision uint64 `protobuf:"varint,3,opt,name=after_revision,json=afterRevision,proto3" json:"after_revision,omitempty"`
 	// Begin with the current contents of the subtree at one revision.
 	InitialState  bool `protobuf:"varint,4,opt,name=initial_state,json=initialState,proto3" json:"initial_state,omitempty"`
 	PrevValue     bool `protobuf:"varint,5,opt,name=prev_value,json=prevValue,proto3" json:"prev_value,omitempty"`
+	FromRevision  bool `protobuf:"varint,6,opt,name=from_revision,json=fromRevision,proto3" json:"from_revision,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1210,6 +1212,13 @@ func (x *WatchRequest) GetInitialState() bool {
 func (x *WatchRequest) GetPrevValue() bool {
 	if x != nil {
 		return x.PrevValue
+	}
+	return false
+}
+
+func (x *WatchRequest) GetFromRevision() bool {
+	if x != nil {
+		return x.FromRevision
 	}
 	return false
 }
@@ -2055,14 +2064,15 @@ const file_skiff_proto_rawDesc = "" +
 	"\aoptions\x18\x01 \x01(\v2\x15.skiff.v1.ReadOptionsR\aoptions\"J\n" +
 	"\x10PrefixesResponse\x12\x1a\n" +
 	"\bprefixes\x18\x01 \x03(\tR\bprefixes\x12\x1a\n" +
-	"\brevision\x18\x02 \x01(\x04R\brevision\"\xa7\x01\n" +
+	"\brevision\x18\x02 \x01(\x04R\brevision\"\xcc\x01\n" +
 	"\fWatchRequest\x12\x16\n" +
 	"\x06prefix\x18\x01 \x01(\tR\x06prefix\x12\x14\n" +
 	"\x05exact\x18\x02 \x01(\bR\x05exact\x12%\n" +
 	"\x0eafter_revision\x18\x03 \x01(\x04R\rafterRevision\x12#\n" +
 	"\rinitial_state\x18\x04 \x01(\bR\finitialState\x12\x1d\n" +
 	"\n" +
-	"prev_value\x18\x05 \x01(\bR\tprevValue\"\x9a\x01\n" +
+	"prev_value\x18\x05 \x01(\bR\tprevValue\x12#\n" +
+	"\rfrom_revision\x18\x06 \x01(\bR\ffromRevision\"\x9a\x01\n" +
 	"\x05Event\x12(\n" +
 	"\x04type\x18\x01 \x01(\x0e2\x14.skiff.v1.Event.TypeR\x04type\x12\"\n" +
 	"\x02kv\x18\x02 \x01(\v2\x12.skiff.v1.KeyValueR\x02kv\x12&\n" +
