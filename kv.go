@@ -38,6 +38,9 @@ type KV interface {
 	// Prefixes returns the top-level namespaces (first segments of keys
 	// that have more than one segment).
 	Prefixes(ctx context.Context, opts ...ReadOption) ([]string, error)
+	// Watch streams the changes below prefix (or to one key, with
+	// WatchKey) in revision order. See Node.Watch.
+	Watch(ctx context.Context, prefix string, opts ...WatchOption) (*Watcher, error)
 }
 
 var _ KV = (*Node)(nil)

@@ -222,6 +222,10 @@ func (s *service) Watch(req *skiffpb.WatchRequest, stream skiffpb.KV_WatchServer
 	if err != nil {
 		return s.status(err)
 	}
+	// The headers tell the client the watch is open before any event.
+	if err := stream.SendHeader(metadata.MD{}); err != nil {
+		return err
+	}
 	err = sub.run(stream.Context(), func(b watchBatch) error {
 		resp := &skiffpb.WatchResponse{InitialDone: b.synced}
 		if !b.initialPage {

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 )
 
 // Codec turns values into the bytes a KV stores and back. Unmarshal is
@@ -287,4 +288,68 @@ func lostRace(err error) bool {
 		return false
 	}
 	return errors.Is(err, ErrRevisionMismatch) || errors.Is(err, ErrExists)
+}
+
+// TypedEvent is a watch Event with its value decoded. For a value that
+// cannot be decoded, Value is the zero T and Err is a *DecodeError; the
+// watch goes on. Raw is the event as received.
+type TypedEvent[T any] struct {
+	Type     EventType
+	Key      string
+	Value    T // zero for EventDelete and EventSynced
+	Revision uint64
+	Err      error
+	Raw      Event
+}
+
+// TypedWatcher delivers a typed watch's events; see Watcher.
+type TypedWatcher[T any] struct {
+	w      *Watcher
+	events chan TypedEvent[T]
+	quit   chan struct{}
+	stop   sync.Once
+	done   chan struct{}
+}
+
+// Watch watches prefix like KV.Watch, decoding each value.
+func (t *Typed[T]) Watch(ctx context.Context, prefix string, opts ...WatchOption) (*TypedWatcher[T], error) {
+	w, err := t.kv.Watch(ctx, prefix, opts...)
+	if err != nil {
+		return nil, err
+	}
+	tw := &TypedWatcher[T]{w: w, events: make(chan TypedEvent[T]), quit: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(tw.done)
+		defer close(tw.events)
+		for ev := range w.Events() {
+			te := TypedEvent[T]{Type: ev.Type, Key: ev.Key, Revision: ev.Revision, Raw: ev}
+			if ev.Type == EventPut {
+				kv := &KeyValue{Key: ev.Key, Value: ev.Value, ModRevision: ev.Revision}
+				te.Value, te.Err = t.decode(kv)
+			}
+			select {
+			case tw.events <- te:
+			case <-tw.quit:
+				return
+			}
+		}
+	}()
+	return tw, nil
+}
+
+// Events returns the channel of decoded events, closed when the watch
+// ends.
+func (tw *TypedWatcher[T]) Events() <-chan TypedEvent[T] { return tw.events }
+
+// Err returns why the watch ended; see Watcher.Err.
+func (tw *TypedWatcher[T]) Err() error { return tw.w.Err() }
+
+// Revision returns the resume revision; see Watcher.Revision.
+func (tw *TypedWatcher[T]) Revision() uint64 { return tw.w.Revision() }
+
+// Close ends the watch and waits for its resources to be released.
+func (tw *TypedWatcher[T]) Close() {
+	tw.stop.Do(func() { close(tw.quit) })
+	tw.w.Close()
+	<-tw.done
 }
