@@ -1,6 +1,7 @@
 package skiff_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -375,4 +376,61 @@ func TestWatchGapFreeUnderChurn(t *testing.T) {
 		}
 	}
 	t.Logf("%d acknowledged writes, %d events, all in order", len(acked), len(seen))
+}
+
+func TestWatchHistoryAcrossRestartAndRestore(t *testing.T) {
+	c := skifftest.NewCluster(t, 3, nil)
+	ctx := testCtx(t)
+	l := c.WaitForLeader()
+	f := (l + 1) % 3
+	putAll(t, c.Leader(), "h", 20)
+	// A linearizable read makes the follower apply every write first.
+	if _, err := c.Node(f).Get(ctx, "h/00019"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Node(f).Snapshot(); err != nil {
+		t.Fatal(err)
+	}
+	snap := c.Node(f).Status().LastSnapshotIndex
+	after := putAll(t, c.Leader(), "h/after", 5)
+	c.Stop(f)
+	c.Restart(f)
+	n := c.Node(f)
+	// Before the snapshot it loaded, the restarted node has no history.
+	_, err := n.Watch(ctx, "h", skiff.WatchFrom(snap-5))
+	wantErr(t, "Watch from before the snapshot", err, skiff.ErrCompacted)
+	// From the snapshot on, it replays the log: every later change, once.
+	w, err := n.Watch(ctx, "h", skiff.WatchFrom(snap))
+	if err != nil {
+		t.Fatalf("Watch from the snapshot: %v", err)
+	}
+	got := map[string]string{}
+	prev := snap
+	for len(got) < len(after) {
+		ev := next(t, w)
+		if ev.Revision <= prev {
+			t.Fatalf("event at %d after %d", ev.Revision, prev)
+		}
+		prev = ev.Revision
+		got[ev.Key] = string(ev.Value)
+	}
+	if !reflect.DeepEqual(got, after) {
+		t.Fatalf("replayed events = %v, want %v", got, after)
+	}
+
+	// Restoring a backup replaces the state: running watches end with
+	// ErrCompacted rather than miss the jump.
+	var backup bytes.Buffer
+	if err := c.Leader().Backup(ctx, &backup); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Leader().Restore(ctx, &backup); err != nil {
+		t.Fatal(err)
+	}
+	for range w.Events() {
+	}
+	var ce *skiff.CompactedError
+	if err := w.Err(); !errors.As(err, &ce) || !ce.Reset {
+		t.Fatalf("watch across a restore ended with %v, want a reset *CompactedError", err)
+	}
 }

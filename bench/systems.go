@@ -65,19 +65,32 @@ func startSystem(ctx context.Context, kind systemKind, base string) (system, err
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
+	var (
+		s   system
+		err error
+	)
+	// Each case assigns through err so that a failed start leaves s a nil
+	// interface, not one holding a nil pointer.
 	switch kind {
-	case kindSkiffBolt:
-		return startSkiff(ctx, dir, "boltdb")
-	case kindSkiffWAL:
-		return startSkiff(ctx, dir, "wal")
+	case kindSkiffBolt, kindSkiffWAL:
+		var x *skiffSystem
+		if x, err = startSkiff(ctx, dir, strings.TrimPrefix(string(kind), "skiff-")); err == nil {
+			s = x
+		}
 	case kindEtcd:
-		return startEtcd(ctx, dir)
-	case kindRaftBolt:
-		return startRaft(ctx, dir, "boltdb")
-	case kindRaftWAL:
-		return startRaft(ctx, dir, "wal")
+		var x *etcdSystem
+		if x, err = startEtcd(ctx, dir); err == nil {
+			s = x
+		}
+	case kindRaftBolt, kindRaftWAL:
+		var x *raftSystem
+		if x, err = startRaft(ctx, dir, strings.TrimPrefix(string(kind), "raft-")); err == nil {
+			s = x
+		}
+	default:
+		err = fmt.Errorf("unknown system %q", kind)
 	}
-	return nil, fmt.Errorf("unknown system %q", kind)
+	return s, err
 }
 
 func parseKinds(s string) ([]systemKind, error) {
