@@ -40,6 +40,13 @@ func run() error {
 	}
 	defer func() { node.Close() }() // Close is idempotent
 
+	// A watch on the users subtree sees every change below it, in order.
+	watch, err := node.Watch(ctx, "users")
+	if err != nil {
+		return fmt.Errorf("watch: %w", err)
+	}
+	defer watch.Close()
+
 	// Plain writes under two namespaces, plus a top-level key.
 	for _, kv := range []struct{ key, value string }{
 		{"users/alice", "admin"},
@@ -118,6 +125,9 @@ func run() error {
 	if _, err := node.Get(ctx, "users/bob"); !errors.Is(err, skiff.ErrNotFound) {
 		return fmt.Errorf("get after delete: got %v, want ErrNotFound", err)
 	}
+	if err := showWatch(ctx, watch, 5); err != nil {
+		return err
+	}
 	fmt.Println("delete users/bob: gone (ErrNotFound)")
 
 	// A snapshot now means the restart below loads the snapshot and then
@@ -189,4 +199,21 @@ func listKeys(ctx context.Context, node *skiff.Node, prefix string) ([]string, e
 		keys[i] = kv.Key
 	}
 	return keys, nil
+}
+
+// showWatch prints the first n events of a watch: the changes made to
+// users/ above (usersx/mallory is not among them).
+func showWatch(ctx context.Context, w *skiff.Watcher, n int) error {
+	for i := 0; i < n; i++ {
+		select {
+		case ev, ok := <-w.Events():
+			if !ok {
+				return fmt.Errorf("watch ended: %w", w.Err())
+			}
+			fmt.Printf("watch  %-6s %-16s = %-10q revision %d\n", ev.Type, ev.Key, ev.Value, ev.Revision)
+		case <-ctx.Done():
+			return fmt.Errorf("watch: %w", ctx.Err())
+		}
+	}
+	return nil
 }
