@@ -64,6 +64,27 @@
 // ModRevision it read; of many concurrent swaps from the same revision
 // exactly one succeeds.
 //
+// # Network client and typed values
+//
+// A program that does not embed a node uses [Dial] to get a [Client], which
+// implements the same [KV] interface with the same errors, learns the
+// leader, fails over between nodes and never repeats a write whose outcome
+// is unknown (it returns [ErrIndeterminate] instead). [NewTyped] gives a
+// view over any KV that stores Go values through a [Codec] (JSON by
+// default), with [Typed.Update] for optimistic read-modify-write.
+//
+// # Watch
+//
+// [Node.Watch] and [Client.Watch] stream the changes to a subtree or one
+// key as [Event] values in revision order, each once. A watch can begin
+// with the subtree's contents at one revision ([WithInitialState]) or start
+// after a past revision ([WatchFrom]) within the node's bounded history
+// (Config.WatchHistory; older revisions give a [*CompactedError]). Changes
+// are kept in one shared history that every watcher reads at its own pace,
+// so a slow watcher never slows writes or other watchers; one that falls
+// behind the whole history ends with [ErrWatchLagged]. The client's watch
+// resumes on another node after a failure without gaps or repeats.
+//
 // # Consistency
 //
 // A write returns once a majority of voters has stored it in their log and

@@ -82,12 +82,12 @@ func (p plan) points() []point {
 
 func main() {
 	var (
-		quick     = flag.Bool("quick", false, "smoke test: tiny windows, fewer points, 10k keys (under a minute)")
-		systems   = flag.String("systems", "all", "comma-separated systems to run: "+fmt.Sprint(allKinds))
-		out       = flag.String("out", "", "report file (default results/YYYY-MM-DD-HHMM[-quick].md)")
-		dir       = flag.String("dir", os.TempDir(), "parent of the data dirs; must be on a real disk, not tmpfs")
-		loadKeys  = flag.Int("load-keys", 0, "keys for the load test (default 1M, 10k with -quick)")
-		loadBatch = flag.Int("load-batch", 0, "keys per request in the load test for etcd and bare raft (default 100; skiff has no multi-key write)")
+		quick         = flag.Bool("quick", false, "smoke test: tiny windows, fewer points, 10k keys (under a minute)")
+		systems       = flag.String("systems", "all", "comma-separated systems to run: "+fmt.Sprint(allKinds))
+		out           = flag.String("out", "", "report file (default results/YYYY-MM-DD-HHMM[-quick].md)")
+		dir           = flag.String("dir", os.TempDir(), "parent of the data dirs; must be on a real disk, not tmpfs")
+		loadKeys      = flag.Int("load-keys", 0, "keys for the load test (default 1M, 10k with -quick)")
+		loadBatch     = flag.Int("load-batch", 0, "keys per request in the load test for etcd and bare raft (default 100; skiff has no multi-key write)")
 		loadChildKind = flag.String("load-child", "", "internal: run one system's load test and print JSON")
 	)
 	flag.Parse()
