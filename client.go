@@ -38,6 +38,8 @@ type Client struct {
 	leader string // address of the last known leader, "" if unknown
 	next   int    // round-robin start for reads that need no leader
 	closed bool
+
+	batchers [3]*batcher // by batchKind
 }
 
 var _ KV = (*Client)(nil)
@@ -96,6 +98,9 @@ func Dial(ctx context.Context, addrs []string, opts ...ClientOption) (*Client, e
 		return nil, fmt.Errorf("%w: Dial needs at least one address", ErrInvalidArgument)
 	}
 	c := &Client{opts: o, seeds: append([]string(nil), addrs...), conns: map[string]*grpc.ClientConn{}}
+	for k := range c.batchers {
+		c.batchers[k] = &batcher{c: c, kind: batchKind(k)}
+	}
 	ctx, cancel := context.WithTimeout(ctx, o.dialTimeout)
 	defer cancel()
 	if err := c.refreshLeader(ctx); err != nil {
@@ -252,31 +257,6 @@ func attemptTimeout(ctx context.Context) time.Duration {
 	return max(min(rest/2, 3*time.Second), min(rest, 500*time.Millisecond))
 }
 
-// write sends a write to the leader (or any node, which forwards it). It
-// moves on only when the write certainly did not take effect: the node
-// was unreachable before the request left, or it answered that it is not
-// the leader and did not forward.
-func (c *Client) write(ctx context.Context, call func(context.Context, *grpc.ClientConn) error) error {
-	ctx, cancel := c.callContext(ctx)
-	defer cancel()
-	return c.attempts(ctx, true, func(ctx context.Context, addr string, cc *grpc.ClientConn) (bool, error) {
-		err := fromStatus(call(ctx, cc))
-		if err == nil {
-			return true, nil
-		}
-		if errors.Is(err, ErrNotLeader) || errors.Is(err, ErrNoLeader) {
-			if errors.Is(err, ErrIndeterminate) {
-				return false, err
-			}
-			return ctx.Err() == nil, err
-		}
-		if neverSent(err) {
-			return ctx.Err() == nil, err
-		}
-		return false, sentError(ctx, err)
-	})
-}
-
 // attempts calls try on nodes until it reports done, or that the error is
 // final, or every node was tried; then it starts over after a pause, until
 // ctx ends. try returns (true, nil) on success and (retry, err) otherwise.
@@ -353,15 +333,11 @@ func (c *Client) CompareAndSwap(ctx context.Context, key string, value []byte, m
 }
 
 func (c *Client) put(ctx context.Context, req *skiffpb.PutRequest) (uint64, error) {
-	var rev uint64
-	err := c.write(ctx, func(ctx context.Context, cc *grpc.ClientConn) error {
-		resp, err := skiffpb.NewKVClient(cc).Put(ctx, req)
-		if err == nil {
-			rev = resp.GetKv().GetModRevision()
-		}
-		return err
-	})
-	return rev, err
+	res, err := c.batchOp(ctx, batchWrites, &skiffpb.Op{Op: &skiffpb.Op_Put{Put: req}})
+	if err != nil {
+		return 0, err
+	}
+	return res.GetPut().GetKv().GetModRevision(), nil
 }
 
 // Delete removes key. Deleting an absent key succeeds.
@@ -377,10 +353,8 @@ func (c *Client) DeleteIf(ctx context.Context, key string, modRevision uint64) e
 }
 
 func (c *Client) del(ctx context.Context, req *skiffpb.DeleteRequest) error {
-	return c.write(ctx, func(ctx context.Context, cc *grpc.ClientConn) error {
-		_, err := skiffpb.NewKVClient(cc).Delete(ctx, req)
-		return err
-	})
+	_, err := c.batchOp(ctx, batchWrites, &skiffpb.Op{Op: &skiffpb.Op_Delete{Delete: req}})
+	return err
 }
 
 // Get returns key's value and revisions, or ErrNotFound.
@@ -389,15 +363,15 @@ func (c *Client) Get(ctx context.Context, key string, opts ...ReadOption) (*KeyV
 	if err != nil {
 		return nil, err
 	}
-	var kv *KeyValue
-	err = c.read(ctx, o.stale, func(ctx context.Context, cc *grpc.ClientConn) error {
-		resp, err := skiffpb.NewKVClient(cc).Get(ctx, &skiffpb.GetRequest{Key: key, Options: ro})
-		if err == nil {
-			kv = kvFromPB(resp.Kv)
-		}
-		return err
-	})
-	return kv, err
+	kind := batchReads
+	if o.stale {
+		kind = batchStale
+	}
+	res, err := c.batchOp(ctx, kind, &skiffpb.Op{Op: &skiffpb.Op_Get{Get: &skiffpb.GetRequest{Key: key, Options: ro}}})
+	if err != nil {
+		return nil, err
+	}
+	return kvFromPB(res.GetGet().GetKv()), nil
 }
 
 // List returns the keys below prefix, as Node.List does.

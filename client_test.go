@@ -275,3 +275,47 @@ func TestClientOverLoopback(t *testing.T) {
 		t.Fatalf("Members = %v, want 3", ids)
 	}
 }
+
+func TestClientConcurrentCallsKeepTheirOwnResults(t *testing.T) {
+	c := skifftest.NewCluster(t, 3, nil)
+	ctx := testCtx(t)
+	cl := c.Client(nil)
+	const workers = 64
+	errs := make(chan error, workers)
+	for g := 0; g < workers; g++ {
+		go func() {
+			errs <- func() error {
+				for i := 0; i < 10; i++ {
+					key, val := fmt.Sprintf("conc/%d/%d", g, i), fmt.Sprintf("%d-%d", g, i)
+					rev, err := cl.Put(ctx, key, []byte(val))
+					if err != nil {
+						return fmt.Errorf("Put(%q): %w", key, err)
+					}
+					kv, err := cl.Get(ctx, key)
+					if err != nil || string(kv.Value) != val || kv.ModRevision != rev {
+						return fmt.Errorf("Get(%q) = %v, %v; want %q@%d", key, kv, err, val, rev)
+					}
+					if _, err := cl.Create(ctx, key, nil); !errors.Is(err, skiff.ErrExists) {
+						return fmt.Errorf("Create(%q): err = %v, want ErrExists", key, err)
+					}
+					if _, err := cl.Get(ctx, key+"/missing", skiff.Stale()); !errors.Is(err, skiff.ErrNotFound) {
+						return fmt.Errorf("stale Get(missing): err = %v, want ErrNotFound", err)
+					}
+					if _, err := cl.Put(ctx, key+"//bad", nil); !errors.Is(err, skiff.ErrInvalidKey) {
+						return fmt.Errorf("Put(bad key): err = %v, want ErrInvalidKey", err)
+					}
+				}
+				return nil
+			}()
+		}()
+	}
+	for g := 0; g < workers; g++ {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	res, err := c.Leader().List(ctx, "conc", skiff.WithKeysOnly())
+	if err != nil || len(res.KVs) != workers*10 {
+		t.Fatalf("List(conc) = %d keys, %v; want %d", len(res.KVs), err, workers*10)
+	}
+}

@@ -53,9 +53,17 @@ func (s *service) write(ctx context.Context, cmd *skiffpb.Command) (*applyResult
 }
 
 func (s *service) Put(ctx context.Context, req *skiffpb.PutRequest) (*skiffpb.PutResponse, error) {
-	res, err := s.write(ctx, &skiffpb.Command{Op: &skiffpb.Command_Put{Put: req}})
+	resp, err := s.put(ctx, req)
 	if err != nil {
 		return nil, s.status(err)
+	}
+	return resp, nil
+}
+
+func (s *service) put(ctx context.Context, req *skiffpb.PutRequest) (*skiffpb.PutResponse, error) {
+	res, err := s.write(ctx, &skiffpb.Command{Op: &skiffpb.Command_Put{Put: req}})
+	if err != nil {
+		return nil, err
 	}
 	resp := &skiffpb.PutResponse{Kv: entryToPB(res.kv)}
 	if res.had {
@@ -65,9 +73,17 @@ func (s *service) Put(ctx context.Context, req *skiffpb.PutRequest) (*skiffpb.Pu
 }
 
 func (s *service) Delete(ctx context.Context, req *skiffpb.DeleteRequest) (*skiffpb.DeleteResponse, error) {
-	res, err := s.write(ctx, &skiffpb.Command{Op: &skiffpb.Command_Delete{Delete: req}})
+	resp, err := s.delete(ctx, req)
 	if err != nil {
 		return nil, s.status(err)
+	}
+	return resp, nil
+}
+
+func (s *service) delete(ctx context.Context, req *skiffpb.DeleteRequest) (*skiffpb.DeleteResponse, error) {
+	res, err := s.write(ctx, &skiffpb.Command{Op: &skiffpb.Command_Delete{Delete: req}})
+	if err != nil {
+		return nil, err
 	}
 	resp := &skiffpb.DeleteResponse{Revision: res.kv.ModRevision}
 	if res.had {

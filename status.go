@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 
+	skiffpb "github.com/skiffkv/skiff/proto"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -185,4 +186,39 @@ func leaderHint(err error) string {
 		return re.leader
 	}
 	return ""
+}
+
+// toOpError converts a node error into one batch operation's result.
+func toOpError(err error, leader string) *skiffpb.OpError {
+	oe := &skiffpb.OpError{Message: err.Error()}
+	for _, w := range wireErrors {
+		if errors.Is(err, w.err) {
+			oe.Reasons = append(oe.Reasons, w.reason)
+			if w.err == ErrNotLeader || w.err == ErrNoLeader {
+				oe.Leader = leader
+			}
+		}
+	}
+	switch {
+	case len(oe.Reasons) > 0:
+	case errors.Is(err, context.DeadlineExceeded):
+		oe.Reasons = []string{"TIMEOUT"}
+	case errors.Is(err, context.Canceled):
+		oe.Reasons = []string{"UNAVAILABLE"}
+	}
+	return oe
+}
+
+// fromOpError converts one batch operation's failure back into an error
+// matching the sender's sentinels.
+func fromOpError(oe *skiffpb.OpError) error {
+	re := &remoteError{msg: oe.Message, leader: oe.Leader}
+	for _, r := range oe.Reasons {
+		for _, w := range wireErrors {
+			if w.reason == r {
+				re.errs = append(re.errs, w.err)
+			}
+		}
+	}
+	return re
 }

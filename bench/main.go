@@ -24,6 +24,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"sync"
 	"time"
 )
@@ -41,7 +42,10 @@ type plan struct {
 	loadKeys    int
 	loadBatch   int // keys per request in the load test, where the API allows
 	fillClients int
+	only        string // run only the workloads whose name contains this
 }
+
+func (p plan) wants(name string) bool { return strings.Contains(name, p.only) }
 
 func fullPlan() plan {
 	return plan{
@@ -76,7 +80,7 @@ func (p plan) points() []point {
 	return append(ps,
 		point{"read (linearizable)", p.readConc, opGet},
 		point{"read (stale / serializable)", p.readConc, opGetStale},
-		point{"90% read / 10% write", p.readConc, opMix},
+		point{"mix 90% read / 10% write", p.readConc, opMix},
 	)
 }
 
@@ -84,6 +88,7 @@ func main() {
 	var (
 		quick         = flag.Bool("quick", false, "smoke test: tiny windows, fewer points, 10k keys (under a minute)")
 		systems       = flag.String("systems", "all", "comma-separated systems to run: "+fmt.Sprint(allKinds))
+		points        = flag.String("points", "", "run only the workloads whose name contains this (write, read, stale, mix, watch, load)")
 		out           = flag.String("out", "", "report file (default results/YYYY-MM-DD-HHMM[-quick].md)")
 		dir           = flag.String("dir", os.TempDir(), "parent of the data dirs; must be on a real disk, not tmpfs")
 		loadKeys      = flag.Int("load-keys", 0, "keys for the load test (default 1M, 10k with -quick)")
@@ -111,6 +116,7 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
+	p.only = *points
 	rep, err := run(ctx, p, kinds, *dir)
 	if err != nil {
 		fatal(err)
@@ -178,6 +184,9 @@ func run(ctx context.Context, p plan, kinds []systemKind, dir string) (*report, 
 	}
 
 	for i, pt := range p.points() {
+		if !p.wants(pt.name) {
+			continue
+		}
 		row := rep.addPoint(fmt.Sprintf("%s, %d clients", pt.name, pt.clients))
 		for j := range systems {
 			// Rotate the order so no system always runs first.
@@ -194,6 +203,9 @@ func run(ctx context.Context, p plan, kinds []systemKind, dir string) (*report, 
 	}
 
 	for _, s := range systems {
+		if !p.wants("watch") {
+			break
+		}
 		runtime.GC()
 		r := watchLoad(ctx, s, p.watchers, p.watchRate, p.warm, p.window)
 		rep.watch[s.name()] = r
@@ -210,6 +222,9 @@ func run(ctx context.Context, p plan, kinds []systemKind, dir string) (*report, 
 	}
 
 	for _, k := range kinds {
+		if !p.wants("load") {
+			break
+		}
 		progress("load test: %s, %d keys", k, p.loadKeys)
 		r := runLoadChild(ctx, k, p.loadKeys, p.loadBatch, dir)
 		rep.loads = append(rep.loads, r)

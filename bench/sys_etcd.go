@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -12,6 +13,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 )
 
 // etcdSystem is a three-member etcd cluster embedded in this process,
@@ -24,12 +26,16 @@ type etcdSystem struct {
 	members []*embed.Etcd
 	cl      *clientv3.Client
 	local   []*clientv3.Client
+	level   zap.AtomicLevel // of the members' shared logger
+	logger  *zap.Logger
 }
 
 var _ system = (*etcdSystem)(nil)
 
 func startEtcd(ctx context.Context, base string) (_ *etcdSystem, err error) {
-	s := &etcdSystem{base: base}
+	s := &etcdSystem{base: base, level: zap.NewAtomicLevelAt(zap.ErrorLevel)}
+	enc := zap.NewDevelopmentEncoderConfig()
+	s.logger = zap.New(zapcore.NewCore(zapcore.NewConsoleEncoder(enc), zapcore.Lock(os.Stderr), s.level))
 	defer func() {
 		if err != nil {
 			s.close()
@@ -96,7 +102,7 @@ func (s *etcdSystem) config(i int) *embed.Config {
 	}
 	cfg.InitialCluster = strings.Join(ic, ",")
 	cfg.InitialClusterToken = "bench"
-	cfg.LogLevel = "error"
+	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(s.logger.With(zap.String("member", cfg.Name)))
 	return cfg
 }
 
@@ -181,6 +187,9 @@ func (s *etcdSystem) watch(ctx context.Context, prefix string, onPut func([]byte
 func (s *etcdSystem) stopFollower(ctx context.Context) (int, error) {
 	for i, e := range s.members {
 		if e.Server.Leader() != e.Server.MemberID() {
+			// Its listeners report being closed, and the others that
+			// it is gone: expected from here on.
+			s.level.SetLevel(zap.FatalLevel)
 			e.Close()
 			return i, nil
 		}
@@ -216,6 +225,7 @@ func (s *etcdSystem) dirs() []string {
 }
 
 func (s *etcdSystem) close() error {
+	s.level.SetLevel(zap.FatalLevel)
 	var errs []error
 	for _, cl := range append(s.local, s.cl) {
 		if cl != nil {

@@ -267,7 +267,9 @@ func (s *raftSystem) watch(context.Context, string, func([]byte)) (func(), error
 func (s *raftSystem) stopFollower(ctx context.Context) (int, error) {
 	for i, n := range s.nodes {
 		if n.r.State() == raft.Follower {
-			s.log.SetLevel(hclog.Off) // the others log failed heartbeats to it
+			// The others log failed heartbeats to it while it is down
+			// and after, until they reconnect: quiet from here on.
+			s.log.SetLevel(hclog.Off)
 			return i, n.close()
 		}
 	}
@@ -284,7 +286,6 @@ func (s *raftSystem) restartMember(ctx context.Context, i int) (func(context.Con
 		return nil, err
 	}
 	s.nodes[i] = n
-	s.log.SetLevel(hclog.Error)
 	return func(ctx context.Context, key string) ([]byte, error) {
 		if v := n.fsm.get(key); v != nil {
 			return v, nil

@@ -126,7 +126,8 @@ func (s *skiffSystem) watch(ctx context.Context, prefix string, onPut func([]byt
 func (s *skiffSystem) stopFollower(ctx context.Context) (int, error) {
 	for i, n := range s.nodes {
 		if !n.IsLeader() {
-			// The others log failed heartbeats to it while it is down.
+			// The others log failed heartbeats to it while it is down
+			// and after, until they reconnect: quiet from here on.
 			s.level.Set(slog.LevelError + 4)
 			return i, n.Close()
 		}
@@ -140,7 +141,6 @@ func (s *skiffSystem) restartMember(ctx context.Context, i int) (func(context.Co
 		return nil, err
 	}
 	s.nodes[i] = n
-	s.level.Set(slog.LevelError)
 	cl, err := skiff.Dial(ctx, []string{n.Addr()}, skiff.WithStaleReads())
 	if err != nil {
 		return nil, err

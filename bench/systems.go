@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -29,7 +31,9 @@ type system interface {
 	// watch calls onPut with the value of every put below prefix until
 	// stop is called. It returns errNoWatch when the system has none.
 	watch(ctx context.Context, prefix string, onPut func(value []byte)) (stop func(), err error)
-	// stopFollower closes one follower and returns its index.
+	// stopFollower closes one follower and returns its index. The
+	// system's logs are quiet from then on: the other members report the
+	// lost peer until they reconnect.
 	stopFollower(ctx context.Context) (int, error)
 	// restartMember opens member i again on its data dir and returns a
 	// read served by that member alone from its local state.
@@ -113,14 +117,26 @@ func parseKinds(s string) ([]systemKind, error) {
 }
 
 // freePort returns a loopback address with a port that was free a moment
-// ago, for servers that take URLs rather than listeners.
+// ago, for servers that take URLs rather than listeners. It picks below
+// the kernel's ephemeral range, so that the listeners on port 0 and the
+// outgoing connections of the systems starting meanwhile cannot take it.
 func freePort() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
+	low := 32768
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if n, err := strconv.Atoi(f[0]); err == nil && n > 11000 {
+				low = n
+			}
+		}
 	}
-	defer l.Close()
-	return l.Addr().String(), nil
+	for range 100 {
+		addr := fmt.Sprintf("127.0.0.1:%d", 10000+rand.IntN(low-10000))
+		if l, err := net.Listen("tcp", addr); err == nil {
+			l.Close()
+			return addr, nil
+		}
+	}
+	return "", errors.New("no free port below the ephemeral range")
 }
 
 // poll calls f every few milliseconds until it reports done or ctx ends.

@@ -1345,6 +1345,369 @@ func (x *WatchResponse) GetRevision() uint64 {
 	return 0
 }
 
+type Op struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Op:
+	//
+	//	*Op_Put
+	//	*Op_Delete
+	//	*Op_Get
+	Op            isOp_Op `protobuf_oneof:"op"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Op) Reset() {
+	*x = Op{}
+	mi := &file_skiff_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Op) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Op) ProtoMessage() {}
+
+func (x *Op) ProtoReflect() protoreflect.Message {
+	mi := &file_skiff_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Op.ProtoReflect.Descriptor instead.
+func (*Op) Descriptor() ([]byte, []int) {
+	return file_skiff_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *Op) GetOp() isOp_Op {
+	if x != nil {
+		return x.Op
+	}
+	return nil
+}
+
+func (x *Op) GetPut() *PutRequest {
+	if x != nil {
+		if x, ok := x.Op.(*Op_Put); ok {
+			return x.Put
+		}
+	}
+	return nil
+}
+
+func (x *Op) GetDelete() *DeleteRequest {
+	if x != nil {
+		if x, ok := x.Op.(*Op_Delete); ok {
+			return x.Delete
+		}
+	}
+	return nil
+}
+
+func (x *Op) GetGet() *GetRequest {
+	if x != nil {
+		if x, ok := x.Op.(*Op_Get); ok {
+			return x.Get
+		}
+	}
+	return nil
+}
+
+type isOp_Op interface {
+	isOp_Op()
+}
+
+type Op_Put struct {
+	Put *PutRequest `protobuf:"bytes,1,opt,name=put,proto3,oneof"`
+}
+
+type Op_Delete struct {
+	Delete *DeleteRequest `protobuf:"bytes,2,opt,name=delete,proto3,oneof"`
+}
+
+type Op_Get struct {
+	Get *GetRequest `protobuf:"bytes,3,opt,name=get,proto3,oneof"`
+}
+
+func (*Op_Put) isOp_Op() {}
+
+func (*Op_Delete) isOp_Op() {}
+
+func (*Op_Get) isOp_Op() {}
+
+type BatchRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Ops           []*Op                  `protobuf:"bytes,1,rep,name=ops,proto3" json:"ops,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BatchRequest) Reset() {
+	*x = BatchRequest{}
+	mi := &file_skiff_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BatchRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BatchRequest) ProtoMessage() {}
+
+func (x *BatchRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_skiff_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BatchRequest.ProtoReflect.Descriptor instead.
+func (*BatchRequest) Descriptor() ([]byte, []int) {
+	return file_skiff_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *BatchRequest) GetOps() []*Op {
+	if x != nil {
+		return x.Ops
+	}
+	return nil
+}
+
+// OpError is one operation's failure: the skiff error reasons (as in the
+// ErrorInfo of a failed call), the message, and the leader's address when
+// known.
+type OpError struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Reasons       []string               `protobuf:"bytes,1,rep,name=reasons,proto3" json:"reasons,omitempty"`
+	Message       string                 `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	Leader        string                 `protobuf:"bytes,3,opt,name=leader,proto3" json:"leader,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OpError) Reset() {
+	*x = OpError{}
+	mi := &file_skiff_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OpError) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OpError) ProtoMessage() {}
+
+func (x *OpError) ProtoReflect() protoreflect.Message {
+	mi := &file_skiff_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OpError.ProtoReflect.Descriptor instead.
+func (*OpError) Descriptor() ([]byte, []int) {
+	return file_skiff_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *OpError) GetReasons() []string {
+	if x != nil {
+		return x.Reasons
+	}
+	return nil
+}
+
+func (x *OpError) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *OpError) GetLeader() string {
+	if x != nil {
+		return x.Leader
+	}
+	return ""
+}
+
+type OpResult struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Result:
+	//
+	//	*OpResult_Put
+	//	*OpResult_Delete
+	//	*OpResult_Get
+	//	*OpResult_Error
+	Result        isOpResult_Result `protobuf_oneof:"result"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OpResult) Reset() {
+	*x = OpResult{}
+	mi := &file_skiff_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OpResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OpResult) ProtoMessage() {}
+
+func (x *OpResult) ProtoReflect() protoreflect.Message {
+	mi := &file_skiff_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OpResult.ProtoReflect.Descriptor instead.
+func (*OpResult) Descriptor() ([]byte, []int) {
+	return file_skiff_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *OpResult) GetResult() isOpResult_Result {
+	if x != nil {
+		return x.Result
+	}
+	return nil
+}
+
+func (x *OpResult) GetPut() *PutResponse {
+	if x != nil {
+		if x, ok := x.Result.(*OpResult_Put); ok {
+			return x.Put
+		}
+	}
+	return nil
+}
+
+func (x *OpResult) GetDelete() *DeleteResponse {
+	if x != nil {
+		if x, ok := x.Result.(*OpResult_Delete); ok {
+			return x.Delete
+		}
+	}
+	return nil
+}
+
+func (x *OpResult) GetGet() *GetResponse {
+	if x != nil {
+		if x, ok := x.Result.(*OpResult_Get); ok {
+			return x.Get
+		}
+	}
+	return nil
+}
+
+func (x *OpResult) GetError() *OpError {
+	if x != nil {
+		if x, ok := x.Result.(*OpResult_Error); ok {
+			return x.Error
+		}
+	}
+	return nil
+}
+
+type isOpResult_Result interface {
+	isOpResult_Result()
+}
+
+type OpResult_Put struct {
+	Put *PutResponse `protobuf:"bytes,1,opt,name=put,proto3,oneof"`
+}
+
+type OpResult_Delete struct {
+	Delete *DeleteResponse `protobuf:"bytes,2,opt,name=delete,proto3,oneof"`
+}
+
+type OpResult_Get struct {
+	Get *GetResponse `protobuf:"bytes,3,opt,name=get,proto3,oneof"`
+}
+
+type OpResult_Error struct {
+	Error *OpError `protobuf:"bytes,4,opt,name=error,proto3,oneof"`
+}
+
+func (*OpResult_Put) isOpResult_Result() {}
+
+func (*OpResult_Delete) isOpResult_Result() {}
+
+func (*OpResult_Get) isOpResult_Result() {}
+
+func (*OpResult_Error) isOpResult_Result() {}
+
+type BatchResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Results       []*OpResult            `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BatchResponse) Reset() {
+	*x = BatchResponse{}
+	mi := &file_skiff_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BatchResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BatchResponse) ProtoMessage() {}
+
+func (x *BatchResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_skiff_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BatchResponse.ProtoReflect.Descriptor instead.
+func (*BatchResponse) Descriptor() ([]byte, []int) {
+	return file_skiff_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *BatchResponse) GetResults() []*OpResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
 type Member struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -1357,7 +1720,7 @@ type Member struct {
 
 func (x *Member) Reset() {
 	*x = Member{}
-	mi := &file_skiff_proto_msgTypes[20]
+	mi := &file_skiff_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1369,7 +1732,7 @@ func (x *Member) String() string {
 func (*Member) ProtoMessage() {}
 
 func (x *Member) ProtoReflect() protoreflect.Message {
-	mi := &file_skiff_proto_msgTypes[20]
+	mi := &file_skiff_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1382,7 +1745,7 @@ func (x *Member) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Member.ProtoReflect.Descriptor instead.
 func (*Member) Descriptor() ([]byte, []int) {
-	return file_skiff_proto_rawDescGZIP(), []int{20}
+	return file_skiff_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *Member) GetId() string {
@@ -1421,7 +1784,7 @@ type MembersRequest struct {
 
 func (x *MembersRequest) Reset() {
 	*x = MembersRequest{}
-	mi := &file_skiff_proto_msgTypes[21]
+	mi := &file_skiff_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1433,7 +1796,7 @@ func (x *MembersRequest) String() string {
 func (*MembersRequest) ProtoMessage() {}
 
 func (x *MembersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_skiff_proto_msgTypes[21]
+	mi := &file_skiff_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1446,7 +1809,7 @@ func (x *MembersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MembersRequest.ProtoReflect.Descriptor instead.
 func (*MembersRequest) Descriptor() ([]byte, []int) {
-	return file_skiff_proto_rawDescGZIP(), []int{21}
+	return file_skiff_proto_rawDescGZIP(), []int{26}
 }
 
 type MembersResponse struct {
@@ -1458,7 +1821,7 @@ type MembersResponse struct {
 
 func (x *MembersResponse) Reset() {
 	*x = MembersResponse{}
-	mi := &file_skiff_proto_msgTypes[22]
+	mi := &file_skiff_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1470,7 +1833,7 @@ func (x *MembersResponse) String() string {
 func (*MembersResponse) ProtoMessage() {}
 
 func (x *MembersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_skiff_proto_msgTypes[22]
+	mi := &file_skiff_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1483,7 +1846,7 @@ func (x *MembersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MembersResponse.ProtoReflect.Descriptor instead.
 func (*MembersResponse) Descriptor() ([]byte, []int) {
-	return file_skiff_proto_rawDescGZIP(), []int{22}
+	return file_skiff_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *MembersResponse) GetMembers() []*Member {
@@ -1504,7 +1867,7 @@ type AddMemberRequest struct {
 
 func (x *AddMemberRequest) Reset() {
 	*x = AddMemberRequest{}
-	mi := &file_skiff_proto_msgTypes[23]
+	mi := &file_skiff_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1516,7 +1879,7 @@ func (x *AddMemberRequest) String() string {
 func (*AddMemberRequest) ProtoMessage() {}
 
 func (x *AddMemberRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_skiff_proto_msgTypes[23]
+	mi := &file_skiff_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1529,7 +1892,7 @@ func (x *AddMemberRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddMemberRequest.ProtoReflect.Descriptor instead.
 func (*AddMemberRequest) Descriptor() ([]byte, []int) {
-	return file_skiff_proto_rawDescGZIP(), []int{23}
+	return file_skiff_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *AddMemberRequest) GetId() string {
@@ -1561,7 +1924,7 @@ type AddMemberResponse struct {
 
 func (x *AddMemberResponse) Reset() {
 	*x = AddMemberResponse{}
-	mi := &file_skiff_proto_msgTypes[24]
+	mi := &file_skiff_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1573,7 +1936,7 @@ func (x *AddMemberResponse) String() string {
 func (*AddMemberResponse) ProtoMessage() {}
 
 func (x *AddMemberResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_skiff_proto_msgTypes[24]
+	mi := &file_skiff_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1586,7 +1949,7 @@ func (x *AddMemberResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddMemberResponse.ProtoReflect.Descriptor instead.
 func (*AddMemberResponse) Descriptor() ([]byte, []int) {
-	return file_skiff_proto_rawDescGZIP(), []int{24}
+	return file_skiff_proto_rawDescGZIP(), []int{29}
 }
 
 type RemoveMemberRequest struct {
@@ -1598,7 +1961,7 @@ type RemoveMemberRequest struct {
 
 func (x *RemoveMemberRequest) Reset() {
 	*x = RemoveMemberRequest{}
-	mi := &file_skiff_proto_msgTypes[25]
+	mi := &file_skiff_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1610,7 +1973,7 @@ func (x *RemoveMemberRequest) String() string {
 func (*RemoveMemberRequest) ProtoMessage() {}
 
 func (x *RemoveMemberRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_skiff_proto_msgTypes[25]
+	mi := &file_skiff_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1623,7 +1986,7 @@ func (x *RemoveMemberRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveMemberRequest.ProtoReflect.Descriptor instead.
 func (*RemoveMemberRequest) Descriptor() ([]byte, []int) {
-	return file_skiff_proto_rawDescGZIP(), []int{25}
+	return file_skiff_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *RemoveMemberRequest) GetId() string {
@@ -1641,7 +2004,7 @@ type RemoveMemberResponse struct {
 
 func (x *RemoveMemberResponse) Reset() {
 	*x = RemoveMemberResponse{}
-	mi := &file_skiff_proto_msgTypes[26]
+	mi := &file_skiff_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1653,7 +2016,7 @@ func (x *RemoveMemberResponse) String() string {
 func (*RemoveMemberResponse) ProtoMessage() {}
 
 func (x *RemoveMemberResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_skiff_proto_msgTypes[26]
+	mi := &file_skiff_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1666,7 +2029,7 @@ func (x *RemoveMemberResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveMemberResponse.ProtoReflect.Descriptor instead.
 func (*RemoveMemberResponse) Descriptor() ([]byte, []int) {
-	return file_skiff_proto_rawDescGZIP(), []int{26}
+	return file_skiff_proto_rawDescGZIP(), []int{31}
 }
 
 type TransferLeadershipRequest struct {
@@ -1679,7 +2042,7 @@ type TransferLeadershipRequest struct {
 
 func (x *TransferLeadershipRequest) Reset() {
 	*x = TransferLeadershipRequest{}
-	mi := &file_skiff_proto_msgTypes[27]
+	mi := &file_skiff_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1691,7 +2054,7 @@ func (x *TransferLeadershipRequest) String() string {
 func (*TransferLeadershipRequest) ProtoMessage() {}
 
 func (x *TransferLeadershipRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_skiff_proto_msgTypes[27]
+	mi := &file_skiff_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1704,7 +2067,7 @@ func (x *TransferLeadershipRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferLeadershipRequest.ProtoReflect.Descriptor instead.
 func (*TransferLeadershipRequest) Descriptor() ([]byte, []int) {
-	return file_skiff_proto_rawDescGZIP(), []int{27}
+	return file_skiff_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *TransferLeadershipRequest) GetId() string {
@@ -1722,7 +2085,7 @@ type TransferLeadershipResponse struct {
 
 func (x *TransferLeadershipResponse) Reset() {
 	*x = TransferLeadershipResponse{}
-	mi := &file_skiff_proto_msgTypes[28]
+	mi := &file_skiff_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1734,7 +2097,7 @@ func (x *TransferLeadershipResponse) String() string {
 func (*TransferLeadershipResponse) ProtoMessage() {}
 
 func (x *TransferLeadershipResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_skiff_proto_msgTypes[28]
+	mi := &file_skiff_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1747,7 +2110,7 @@ func (x *TransferLeadershipResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferLeadershipResponse.ProtoReflect.Descriptor instead.
 func (*TransferLeadershipResponse) Descriptor() ([]byte, []int) {
-	return file_skiff_proto_rawDescGZIP(), []int{28}
+	return file_skiff_proto_rawDescGZIP(), []int{33}
 }
 
 type ReadIndexRequest struct {
@@ -1758,7 +2121,7 @@ type ReadIndexRequest struct {
 
 func (x *ReadIndexRequest) Reset() {
 	*x = ReadIndexRequest{}
-	mi := &file_skiff_proto_msgTypes[29]
+	mi := &file_skiff_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1770,7 +2133,7 @@ func (x *ReadIndexRequest) String() string {
 func (*ReadIndexRequest) ProtoMessage() {}
 
 func (x *ReadIndexRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_skiff_proto_msgTypes[29]
+	mi := &file_skiff_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1783,7 +2146,7 @@ func (x *ReadIndexRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadIndexRequest.ProtoReflect.Descriptor instead.
 func (*ReadIndexRequest) Descriptor() ([]byte, []int) {
-	return file_skiff_proto_rawDescGZIP(), []int{29}
+	return file_skiff_proto_rawDescGZIP(), []int{34}
 }
 
 type ReadIndexResponse struct {
@@ -1796,7 +2159,7 @@ type ReadIndexResponse struct {
 
 func (x *ReadIndexResponse) Reset() {
 	*x = ReadIndexResponse{}
-	mi := &file_skiff_proto_msgTypes[30]
+	mi := &file_skiff_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1808,7 +2171,7 @@ func (x *ReadIndexResponse) String() string {
 func (*ReadIndexResponse) ProtoMessage() {}
 
 func (x *ReadIndexResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_skiff_proto_msgTypes[30]
+	mi := &file_skiff_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1821,7 +2184,7 @@ func (x *ReadIndexResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadIndexResponse.ProtoReflect.Descriptor instead.
 func (*ReadIndexResponse) Descriptor() ([]byte, []int) {
-	return file_skiff_proto_rawDescGZIP(), []int{30}
+	return file_skiff_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *ReadIndexResponse) GetIndex() uint64 {
@@ -1839,7 +2202,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_skiff_proto_msgTypes[31]
+	mi := &file_skiff_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1851,7 +2214,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_skiff_proto_msgTypes[31]
+	mi := &file_skiff_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1864,7 +2227,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_skiff_proto_rawDescGZIP(), []int{31}
+	return file_skiff_proto_rawDescGZIP(), []int{36}
 }
 
 type StatusResponse struct {
@@ -1886,7 +2249,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_skiff_proto_msgTypes[32]
+	mi := &file_skiff_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1898,7 +2261,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_skiff_proto_msgTypes[32]
+	mi := &file_skiff_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1911,7 +2274,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_skiff_proto_rawDescGZIP(), []int{32}
+	return file_skiff_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *StatusResponse) GetId() string {
@@ -2084,7 +2447,26 @@ const file_skiff_proto_rawDesc = "" +
 	"\rWatchResponse\x12'\n" +
 	"\x06events\x18\x01 \x03(\v2\x0f.skiff.v1.EventR\x06events\x12!\n" +
 	"\finitial_done\x18\x02 \x01(\bR\vinitialDone\x12\x1a\n" +
-	"\brevision\x18\x03 \x01(\x04R\brevision\"`\n" +
+	"\brevision\x18\x03 \x01(\x04R\brevision\"\x91\x01\n" +
+	"\x02Op\x12(\n" +
+	"\x03put\x18\x01 \x01(\v2\x14.skiff.v1.PutRequestH\x00R\x03put\x121\n" +
+	"\x06delete\x18\x02 \x01(\v2\x17.skiff.v1.DeleteRequestH\x00R\x06delete\x12(\n" +
+	"\x03get\x18\x03 \x01(\v2\x14.skiff.v1.GetRequestH\x00R\x03getB\x04\n" +
+	"\x02op\".\n" +
+	"\fBatchRequest\x12\x1e\n" +
+	"\x03ops\x18\x01 \x03(\v2\f.skiff.v1.OpR\x03ops\"U\n" +
+	"\aOpError\x12\x18\n" +
+	"\areasons\x18\x01 \x03(\tR\areasons\x12\x18\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\x12\x16\n" +
+	"\x06leader\x18\x03 \x01(\tR\x06leader\"\xc9\x01\n" +
+	"\bOpResult\x12)\n" +
+	"\x03put\x18\x01 \x01(\v2\x15.skiff.v1.PutResponseH\x00R\x03put\x122\n" +
+	"\x06delete\x18\x02 \x01(\v2\x18.skiff.v1.DeleteResponseH\x00R\x06delete\x12)\n" +
+	"\x03get\x18\x03 \x01(\v2\x15.skiff.v1.GetResponseH\x00R\x03get\x12)\n" +
+	"\x05error\x18\x04 \x01(\v2\x11.skiff.v1.OpErrorH\x00R\x05errorB\b\n" +
+	"\x06result\"=\n" +
+	"\rBatchResponse\x12,\n" +
+	"\aresults\x18\x01 \x03(\v2\x12.skiff.v1.OpResultR\aresults\"`\n" +
 	"\x06Member\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x14\n" +
@@ -2120,7 +2502,7 @@ const file_skiff_proto_rawDesc = "" +
 	"\x13last_snapshot_index\x18\t \x01(\x04R\x11lastSnapshotIndex\x12\x12\n" +
 	"\x04keys\x18\n" +
 	" \x01(\x03R\x04keys\x12\x14\n" +
-	"\x05bytes\x18\v \x01(\x03R\x05bytes2\xa2\x03\n" +
+	"\x05bytes\x18\v \x01(\x03R\x05bytes2\xdc\x03\n" +
 	"\x02KV\x122\n" +
 	"\x03Put\x12\x14.skiff.v1.PutRequest\x1a\x15.skiff.v1.PutResponse\x12;\n" +
 	"\x06Delete\x12\x17.skiff.v1.DeleteRequest\x1a\x18.skiff.v1.DeleteResponse\x122\n" +
@@ -2128,7 +2510,8 @@ const file_skiff_proto_rawDesc = "" +
 	"\x04List\x12\x15.skiff.v1.ListRequest\x1a\x16.skiff.v1.ListResponse\x12A\n" +
 	"\bChildren\x12\x19.skiff.v1.ChildrenRequest\x1a\x1a.skiff.v1.ChildrenResponse\x12A\n" +
 	"\bPrefixes\x12\x19.skiff.v1.PrefixesRequest\x1a\x1a.skiff.v1.PrefixesResponse\x12:\n" +
-	"\x05Watch\x12\x16.skiff.v1.WatchRequest\x1a\x17.skiff.v1.WatchResponse0\x012\xc2\x03\n" +
+	"\x05Watch\x12\x16.skiff.v1.WatchRequest\x1a\x17.skiff.v1.WatchResponse0\x01\x128\n" +
+	"\x05Batch\x12\x16.skiff.v1.BatchRequest\x1a\x17.skiff.v1.BatchResponse2\xc2\x03\n" +
 	"\aCluster\x12>\n" +
 	"\aMembers\x12\x18.skiff.v1.MembersRequest\x1a\x19.skiff.v1.MembersResponse\x12D\n" +
 	"\tAddMember\x12\x1a.skiff.v1.AddMemberRequest\x1a\x1b.skiff.v1.AddMemberResponse\x12M\n" +
@@ -2150,7 +2533,7 @@ func file_skiff_proto_rawDescGZIP() []byte {
 }
 
 var file_skiff_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_skiff_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
+var file_skiff_proto_msgTypes = make([]protoimpl.MessageInfo, 38)
 var file_skiff_proto_goTypes = []any{
 	(Condition_Kind)(0),                // 0: skiff.v1.Condition.Kind
 	(Event_Type)(0),                    // 1: skiff.v1.Event.Type
@@ -2174,19 +2557,24 @@ var file_skiff_proto_goTypes = []any{
 	(*WatchRequest)(nil),               // 19: skiff.v1.WatchRequest
 	(*Event)(nil),                      // 20: skiff.v1.Event
 	(*WatchResponse)(nil),              // 21: skiff.v1.WatchResponse
-	(*Member)(nil),                     // 22: skiff.v1.Member
-	(*MembersRequest)(nil),             // 23: skiff.v1.MembersRequest
-	(*MembersResponse)(nil),            // 24: skiff.v1.MembersResponse
-	(*AddMemberRequest)(nil),           // 25: skiff.v1.AddMemberRequest
-	(*AddMemberResponse)(nil),          // 26: skiff.v1.AddMemberResponse
-	(*RemoveMemberRequest)(nil),        // 27: skiff.v1.RemoveMemberRequest
-	(*RemoveMemberResponse)(nil),       // 28: skiff.v1.RemoveMemberResponse
-	(*TransferLeadershipRequest)(nil),  // 29: skiff.v1.TransferLeadershipRequest
-	(*TransferLeadershipResponse)(nil), // 30: skiff.v1.TransferLeadershipResponse
-	(*ReadIndexRequest)(nil),           // 31: skiff.v1.ReadIndexRequest
-	(*ReadIndexResponse)(nil),          // 32: skiff.v1.ReadIndexResponse
-	(*StatusRequest)(nil),              // 33: skiff.v1.StatusRequest
-	(*StatusResponse)(nil),             // 34: skiff.v1.StatusResponse
+	(*Op)(nil),                         // 22: skiff.v1.Op
+	(*BatchRequest)(nil),               // 23: skiff.v1.BatchRequest
+	(*OpError)(nil),                    // 24: skiff.v1.OpError
+	(*OpResult)(nil),                   // 25: skiff.v1.OpResult
+	(*BatchResponse)(nil),              // 26: skiff.v1.BatchResponse
+	(*Member)(nil),                     // 27: skiff.v1.Member
+	(*MembersRequest)(nil),             // 28: skiff.v1.MembersRequest
+	(*MembersResponse)(nil),            // 29: skiff.v1.MembersResponse
+	(*AddMemberRequest)(nil),           // 30: skiff.v1.AddMemberRequest
+	(*AddMemberResponse)(nil),          // 31: skiff.v1.AddMemberResponse
+	(*RemoveMemberRequest)(nil),        // 32: skiff.v1.RemoveMemberRequest
+	(*RemoveMemberResponse)(nil),       // 33: skiff.v1.RemoveMemberResponse
+	(*TransferLeadershipRequest)(nil),  // 34: skiff.v1.TransferLeadershipRequest
+	(*TransferLeadershipResponse)(nil), // 35: skiff.v1.TransferLeadershipResponse
+	(*ReadIndexRequest)(nil),           // 36: skiff.v1.ReadIndexRequest
+	(*ReadIndexResponse)(nil),          // 37: skiff.v1.ReadIndexResponse
+	(*StatusRequest)(nil),              // 38: skiff.v1.StatusRequest
+	(*StatusResponse)(nil),             // 39: skiff.v1.StatusResponse
 }
 var file_skiff_proto_depIdxs = []int32{
 	0,  // 0: skiff.v1.Condition.kind:type_name -> skiff.v1.Condition.Kind
@@ -2208,38 +2596,49 @@ var file_skiff_proto_depIdxs = []int32{
 	2,  // 16: skiff.v1.Event.kv:type_name -> skiff.v1.KeyValue
 	2,  // 17: skiff.v1.Event.prev:type_name -> skiff.v1.KeyValue
 	20, // 18: skiff.v1.WatchResponse.events:type_name -> skiff.v1.Event
-	22, // 19: skiff.v1.MembersResponse.members:type_name -> skiff.v1.Member
-	5,  // 20: skiff.v1.KV.Put:input_type -> skiff.v1.PutRequest
-	7,  // 21: skiff.v1.KV.Delete:input_type -> skiff.v1.DeleteRequest
-	10, // 22: skiff.v1.KV.Get:input_type -> skiff.v1.GetRequest
-	12, // 23: skiff.v1.KV.List:input_type -> skiff.v1.ListRequest
-	14, // 24: skiff.v1.KV.Children:input_type -> skiff.v1.ChildrenRequest
-	17, // 25: skiff.v1.KV.Prefixes:input_type -> skiff.v1.PrefixesRequest
-	19, // 26: skiff.v1.KV.Watch:input_type -> skiff.v1.WatchRequest
-	23, // 27: skiff.v1.Cluster.Members:input_type -> skiff.v1.MembersRequest
-	25, // 28: skiff.v1.Cluster.AddMember:input_type -> skiff.v1.AddMemberRequest
-	27, // 29: skiff.v1.Cluster.RemoveMember:input_type -> skiff.v1.RemoveMemberRequest
-	29, // 30: skiff.v1.Cluster.TransferLeadership:input_type -> skiff.v1.TransferLeadershipRequest
-	31, // 31: skiff.v1.Cluster.ReadIndex:input_type -> skiff.v1.ReadIndexRequest
-	33, // 32: skiff.v1.Cluster.Status:input_type -> skiff.v1.StatusRequest
-	6,  // 33: skiff.v1.KV.Put:output_type -> skiff.v1.PutResponse
-	8,  // 34: skiff.v1.KV.Delete:output_type -> skiff.v1.DeleteResponse
-	11, // 35: skiff.v1.KV.Get:output_type -> skiff.v1.GetResponse
-	13, // 36: skiff.v1.KV.List:output_type -> skiff.v1.ListResponse
-	16, // 37: skiff.v1.KV.Children:output_type -> skiff.v1.ChildrenResponse
-	18, // 38: skiff.v1.KV.Prefixes:output_type -> skiff.v1.PrefixesResponse
-	21, // 39: skiff.v1.KV.Watch:output_type -> skiff.v1.WatchResponse
-	24, // 40: skiff.v1.Cluster.Members:output_type -> skiff.v1.MembersResponse
-	26, // 41: skiff.v1.Cluster.AddMember:output_type -> skiff.v1.AddMemberResponse
-	28, // 42: skiff.v1.Cluster.RemoveMember:output_type -> skiff.v1.RemoveMemberResponse
-	30, // 43: skiff.v1.Cluster.TransferLeadership:output_type -> skiff.v1.TransferLeadershipResponse
-	32, // 44: skiff.v1.Cluster.ReadIndex:output_type -> skiff.v1.ReadIndexResponse
-	34, // 45: skiff.v1.Cluster.Status:output_type -> skiff.v1.StatusResponse
-	33, // [33:46] is the sub-list for method output_type
-	20, // [20:33] is the sub-list for method input_type
-	20, // [20:20] is the sub-list for extension type_name
-	20, // [20:20] is the sub-list for extension extendee
-	0,  // [0:20] is the sub-list for field type_name
+	5,  // 19: skiff.v1.Op.put:type_name -> skiff.v1.PutRequest
+	7,  // 20: skiff.v1.Op.delete:type_name -> skiff.v1.DeleteRequest
+	10, // 21: skiff.v1.Op.get:type_name -> skiff.v1.GetRequest
+	22, // 22: skiff.v1.BatchRequest.ops:type_name -> skiff.v1.Op
+	6,  // 23: skiff.v1.OpResult.put:type_name -> skiff.v1.PutResponse
+	8,  // 24: skiff.v1.OpResult.delete:type_name -> skiff.v1.DeleteResponse
+	11, // 25: skiff.v1.OpResult.get:type_name -> skiff.v1.GetResponse
+	24, // 26: skiff.v1.OpResult.error:type_name -> skiff.v1.OpError
+	25, // 27: skiff.v1.BatchResponse.results:type_name -> skiff.v1.OpResult
+	27, // 28: skiff.v1.MembersResponse.members:type_name -> skiff.v1.Member
+	5,  // 29: skiff.v1.KV.Put:input_type -> skiff.v1.PutRequest
+	7,  // 30: skiff.v1.KV.Delete:input_type -> skiff.v1.DeleteRequest
+	10, // 31: skiff.v1.KV.Get:input_type -> skiff.v1.GetRequest
+	12, // 32: skiff.v1.KV.List:input_type -> skiff.v1.ListRequest
+	14, // 33: skiff.v1.KV.Children:input_type -> skiff.v1.ChildrenRequest
+	17, // 34: skiff.v1.KV.Prefixes:input_type -> skiff.v1.PrefixesRequest
+	19, // 35: skiff.v1.KV.Watch:input_type -> skiff.v1.WatchRequest
+	23, // 36: skiff.v1.KV.Batch:input_type -> skiff.v1.BatchRequest
+	28, // 37: skiff.v1.Cluster.Members:input_type -> skiff.v1.MembersRequest
+	30, // 38: skiff.v1.Cluster.AddMember:input_type -> skiff.v1.AddMemberRequest
+	32, // 39: skiff.v1.Cluster.RemoveMember:input_type -> skiff.v1.RemoveMemberRequest
+	34, // 40: skiff.v1.Cluster.TransferLeadership:input_type -> skiff.v1.TransferLeadershipRequest
+	36, // 41: skiff.v1.Cluster.ReadIndex:input_type -> skiff.v1.ReadIndexRequest
+	38, // 42: skiff.v1.Cluster.Status:input_type -> skiff.v1.StatusRequest
+	6,  // 43: skiff.v1.KV.Put:output_type -> skiff.v1.PutResponse
+	8,  // 44: skiff.v1.KV.Delete:output_type -> skiff.v1.DeleteResponse
+	11, // 45: skiff.v1.KV.Get:output_type -> skiff.v1.GetResponse
+	13, // 46: skiff.v1.KV.List:output_type -> skiff.v1.ListResponse
+	16, // 47: skiff.v1.KV.Children:output_type -> skiff.v1.ChildrenResponse
+	18, // 48: skiff.v1.KV.Prefixes:output_type -> skiff.v1.PrefixesResponse
+	21, // 49: skiff.v1.KV.Watch:output_type -> skiff.v1.WatchResponse
+	26, // 50: skiff.v1.KV.Batch:output_type -> skiff.v1.BatchResponse
+	29, // 51: skiff.v1.Cluster.Members:output_type -> skiff.v1.MembersResponse
+	31, // 52: skiff.v1.Cluster.AddMember:output_type -> skiff.v1.AddMemberResponse
+	33, // 53: skiff.v1.Cluster.RemoveMember:output_type -> skiff.v1.RemoveMemberResponse
+	35, // 54: skiff.v1.Cluster.TransferLeadership:output_type -> skiff.v1.TransferLeadershipResponse
+	37, // 55: skiff.v1.Cluster.ReadIndex:output_type -> skiff.v1.ReadIndexResponse
+	39, // 56: skiff.v1.Cluster.Status:output_type -> skiff.v1.StatusResponse
+	43, // [43:57] is the sub-list for method output_type
+	29, // [29:43] is the sub-list for method input_type
+	29, // [29:29] is the sub-list for extension type_name
+	29, // [29:29] is the sub-list for extension extendee
+	0,  // [0:29] is the sub-list for field type_name
 }
 
 func init() { file_skiff_proto_init() }
@@ -2251,13 +2650,24 @@ func file_skiff_proto_init() {
 		(*Command_Put)(nil),
 		(*Command_Delete)(nil),
 	}
+	file_skiff_proto_msgTypes[20].OneofWrappers = []any{
+		(*Op_Put)(nil),
+		(*Op_Delete)(nil),
+		(*Op_Get)(nil),
+	}
+	file_skiff_proto_msgTypes[23].OneofWrappers = []any{
+		(*OpResult_Put)(nil),
+		(*OpResult_Delete)(nil),
+		(*OpResult_Get)(nil),
+		(*OpResult_Error)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_skiff_proto_rawDesc), len(file_skiff_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   33,
+			NumMessages:   38,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -30,6 +30,7 @@ const (
 	KV_Children_FullMethodName = "/skiff.v1.KV/Children"
 	KV_Prefixes_FullMethodName = "/skiff.v1.KV/Prefixes"
 	KV_Watch_FullMethodName    = "/skiff.v1.KV/Watch"
+	KV_Batch_FullMethodName    = "/skiff.v1.KV/Batch"
 )
 
 // KVClient is the client API for KV service.
@@ -46,6 +47,10 @@ type KVClient interface {
 	Children(ctx context.Context, in *ChildrenRequest, opts ...grpc.CallOption) (*ChildrenResponse, error)
 	Prefixes(ctx context.Context, in *PrefixesRequest, opts ...grpc.CallOption) (*PrefixesResponse, error)
 	Watch(ctx context.Context, in *WatchRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchResponse], error)
+	// Batch runs many independent operations in one call; each gets its own
+	// result. Clients use it to coalesce concurrent calls into fewer round
+	// trips. Linearizable reads in one batch share one read index.
+	Batch(ctx context.Context, in *BatchRequest, opts ...grpc.CallOption) (*BatchResponse, error)
 }
 
 type kVClient struct {
@@ -135,6 +140,16 @@ func (c *kVClient) Watch(ctx context.Context, in *WatchRequest, opts ...grpc.Cal
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type KV_WatchClient = grpc.ServerStreamingClient[WatchResponse]
 
+func (c *kVClient) Batch(ctx context.Context, in *BatchRequest, opts ...grpc.CallOption) (*BatchResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(BatchResponse)
+	err := c.cc.Invoke(ctx, KV_Batch_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // KVServer is the server API for KV service.
 // All implementations must embed UnimplementedKVServer
 // for forward compatibility.
@@ -149,6 +164,10 @@ type KVServer interface {
 	Children(context.Context, *ChildrenRequest) (*ChildrenResponse, error)
 	Prefixes(context.Context, *PrefixesRequest) (*PrefixesResponse, error)
 	Watch(*WatchRequest, grpc.ServerStreamingServer[WatchResponse]) error
+	// Batch runs many independent operations in one call; each gets its own
+	// result. Clients use it to coalesce concurrent calls into fewer round
+	// trips. Linearizable reads in one batch share one read index.
+	Batch(context.Context, *BatchRequest) (*BatchResponse, error)
 	mustEmbedUnimplementedKVServer()
 }
 
@@ -179,6 +198,9 @@ func (UnimplementedKVServer) Prefixes(context.Context, *PrefixesRequest) (*Prefi
 }
 func (UnimplementedKVServer) Watch(*WatchRequest, grpc.ServerStreamingServer[WatchResponse]) error {
 	return status.Error(codes.Unimplemented, "method Watch not implemented")
+}
+func (UnimplementedKVServer) Batch(context.Context, *BatchRequest) (*BatchResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Batch not implemented")
 }
 func (UnimplementedKVServer) mustEmbedUnimplementedKVServer() {}
 func (UnimplementedKVServer) testEmbeddedByValue()            {}
@@ -320,6 +342,24 @@ func _KV_Watch_Handler(srv interface{}, stream grpc.ServerStream) error {
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type KV_WatchServer = grpc.ServerStreamingServer[WatchResponse]
 
+func _KV_Batch_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(BatchRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(KVServer).Batch(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: KV_Batch_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(KVServer).Batch(ctx, req.(*BatchRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // KV_ServiceDesc is the grpc.ServiceDesc for KV service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -350,6 +390,10 @@ var KV_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Prefixes",
 			Handler:    _KV_Prefixes_Handler,
+		},
+		{
+			MethodName: "Batch",
+			Handler:    _KV_Batch_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

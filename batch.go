@@ -1,0 +1,92 @@
+package skiff
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	skiffpb "github.com/skiffkv/skiff/proto"
+	"github.com/skiffkv/skiff/store"
+)
+
+// maxBatchOps bounds the operations in one Batch call.
+const maxBatchOps = 1024
+
+// Batch serves many independent operations in one call. Writes run
+// concurrently, so Raft can put them in one log append; linearizable reads
+// share one read index, stale reads one view. Each operation gets its own
+// result or error, exactly as if it had been called alone.
+func (s *service) Batch(ctx context.Context, req *skiffpb.BatchRequest) (*skiffpb.BatchResponse, error) {
+	if len(req.Ops) > maxBatchOps {
+		return nil, s.status(fmt.Errorf("%w: %d operations in a batch, limit %d", ErrInvalidArgument, len(req.Ops), maxBatchOps))
+	}
+	results := make([]*skiffpb.OpResult, len(req.Ops))
+	var wg sync.WaitGroup
+	var linear, stale []int
+	for i, op := range req.Ops {
+		switch o := op.Op.(type) {
+		case *skiffpb.Op_Put:
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				resp, err := s.put(ctx, o.Put)
+				results[i] = s.opResult(&skiffpb.OpResult{Result: &skiffpb.OpResult_Put{Put: resp}}, err)
+			}()
+		case *skiffpb.Op_Delete:
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				resp, err := s.delete(ctx, o.Delete)
+				results[i] = s.opResult(&skiffpb.OpResult{Result: &skiffpb.OpResult_Delete{Delete: resp}}, err)
+			}()
+		case *skiffpb.Op_Get:
+			if o.Get.GetOptions().GetStale() {
+				stale = append(stale, i)
+			} else {
+				linear = append(linear, i)
+			}
+		default:
+			results[i] = s.opResult(nil, fmt.Errorf("%w: empty operation", ErrInvalidArgument))
+		}
+	}
+	s.batchGets(ctx, req.Ops, stale, true, results)
+	s.batchGets(ctx, req.Ops, linear, false, results)
+	wg.Wait()
+	return &skiffpb.BatchResponse{Results: results}, nil
+}
+
+// batchGets answers the Gets at idx from one view.
+func (s *service) batchGets(ctx context.Context, ops []*skiffpb.Op, idx []int, stale bool, results []*skiffpb.OpResult) {
+	if len(idx) == 0 {
+		return
+	}
+	view, err := s.n.view(ctx, stale)
+	for _, i := range idx {
+		if err != nil {
+			results[i] = s.opResult(nil, err)
+			continue
+		}
+		resp, gerr := s.n.getFrom(view, ops[i].GetGet().GetKey())
+		results[i] = s.opResult(&skiffpb.OpResult{Result: &skiffpb.OpResult_Get{Get: resp}}, gerr)
+	}
+}
+
+func (s *service) opResult(ok *skiffpb.OpResult, err error) *skiffpb.OpResult {
+	if err != nil {
+		_, leader := s.n.Leader()
+		return &skiffpb.OpResult{Result: &skiffpb.OpResult_Error{Error: toOpError(err, leader)}}
+	}
+	return ok
+}
+
+// getFrom reads one key from view for a Get response.
+func (n *Node) getFrom(view *store.View, key string) (*skiffpb.GetResponse, error) {
+	if err := validateKey(key, n.cfg.MaxKeySize); err != nil {
+		return nil, err
+	}
+	e, ok := view.Get(key)
+	if !ok {
+		return nil, fmt.Errorf("%w: %q", ErrNotFound, key)
+	}
+	return &skiffpb.GetResponse{Kv: entryToPB(e), Revision: e.ModRevision}, nil
+}

@@ -1,0 +1,209 @@
+package skiff
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	skiffpb "github.com/skiffkv/skiff/proto"
+	"google.golang.org/grpc"
+)
+
+// The client coalesces concurrent Puts, Deletes and Gets into Batch calls:
+// a round trip costs far more than the work of one small operation, and
+// a node serves a batch of writes with one Raft append and a batch of
+// linearizable reads with one read index. A call that finds no batch in
+// flight is sent at once, so a lone caller pays no delay; calls arriving
+// while batches are in flight wait for the next one.
+//
+// Each operation keeps its own outcome. A batch of writes that fails after
+// it was sent makes every write in it indeterminate, exactly as a single
+// write would be; reads are retried on another node.
+
+const (
+	maxBatchSenders = 4   // batches in flight per kind of operation
+	maxBatchSize    = 128 // operations per batch
+)
+
+type batchKind int
+
+const (
+	batchWrites batchKind = iota // to the leader; never resent once sent
+	batchReads                   // linearizable, to the leader first
+	batchStale                   // to any node
+)
+
+type batcher struct {
+	c       *Client
+	kind    batchKind
+	mu      sync.Mutex
+	queue   []*batchCall
+	senders int
+}
+
+// batchCall states.
+const (
+	callQueued int32 = iota
+	callTaken
+	callAbandoned
+)
+
+type batchCall struct {
+	ctx   context.Context
+	op    *skiffpb.Op
+	state atomic.Int32
+	res   *skiffpb.OpResult
+	err   error
+	done  chan struct{}
+}
+
+// do runs op in a batch and returns its result, or the error that ended
+// it. ctx must have a deadline.
+func (b *batcher) do(ctx context.Context, op *skiffpb.Op) (*skiffpb.OpResult, error) {
+	call := &batchCall{ctx: ctx, op: op, done: make(chan struct{})}
+	b.mu.Lock()
+	b.queue = append(b.queue, call)
+	if b.senders < maxBatchSenders {
+		b.senders++
+		go b.send()
+	}
+	b.mu.Unlock()
+	select {
+	case <-call.done:
+		return call.res, call.err
+	case <-ctx.Done():
+		if call.state.CompareAndSwap(callQueued, callAbandoned) {
+			return nil, ctxError(ctx, "waiting to be sent") // never sent
+		}
+		if b.kind == batchWrites {
+			return nil, fmt.Errorf("%w: %w", ErrIndeterminate, ctxError(ctx, "waiting for the write"))
+		}
+		return nil, ctxError(ctx, "waiting for the read")
+	}
+}
+
+// send sends batches until the queue is empty.
+func (b *batcher) send() {
+	for {
+		b.mu.Lock()
+		var batch []*batchCall
+		rest := b.queue[:0]
+		for _, call := range b.queue {
+			if len(batch) < maxBatchSize {
+				if call.state.CompareAndSwap(callQueued, callTaken) {
+					batch = append(batch, call)
+				}
+				continue
+			}
+			rest = append(rest, call)
+		}
+		clear(b.queue[len(rest):])
+		b.queue = rest
+		if len(batch) == 0 {
+			b.senders--
+			b.mu.Unlock()
+			return
+		}
+		b.mu.Unlock()
+		b.run(batch)
+	}
+}
+
+// run sends one batch and hands out the results.
+func (b *batcher) run(batch []*batchCall) {
+	var last time.Time
+	req := &skiffpb.BatchRequest{Ops: make([]*skiffpb.Op, len(batch))}
+	for i, call := range batch {
+		req.Ops[i] = call.op
+		last = later(last, deadline(call.ctx))
+	}
+	ctx, cancel := context.WithDeadline(context.Background(), last)
+	defer cancel()
+	var resp *skiffpb.BatchResponse
+	err := b.c.attempts(ctx, b.kind != batchStale, func(ctx context.Context, addr string, cc *grpc.ClientConn) (bool, error) {
+		var err error
+		resp, err = b.attempt(ctx, cc, req)
+		return err != nil && ctx.Err() == nil && b.retry(err), err
+	})
+	for i, call := range batch {
+		switch {
+		case err != nil:
+			call.err = err
+		case i < len(resp.Results):
+			call.res = resp.Results[i]
+		default:
+			call.err = fmt.Errorf("%w: batch answer has %d results for %d operations", ErrUnavailable, len(resp.Results), len(batch))
+		}
+		close(call.done)
+	}
+}
+
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
+}
+
+// attempt sends the batch to one node. For reads, an answer whose reads
+// all failed for want of a leader counts as a failed attempt, so the
+// batch moves to another node.
+func (b *batcher) attempt(ctx context.Context, cc *grpc.ClientConn, req *skiffpb.BatchRequest) (*skiffpb.BatchResponse, error) {
+	if b.kind != batchWrites {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, attemptTimeout(ctx))
+		defer cancel()
+	}
+	resp, err := skiffpb.NewKVClient(cc).Batch(ctx, req)
+	if err != nil {
+		err = fromStatus(err)
+		if b.kind == batchWrites && !neverSent(err) {
+			return nil, sentError(ctx, err)
+		}
+		return nil, err
+	}
+	if b.kind != batchWrites && len(resp.Results) > 0 {
+		if oe := resp.Results[0].GetError(); oe != nil {
+			if err := fromOpError(oe); retryable(err) || errors.Is(err, ErrTimeout) {
+				return nil, err
+			}
+		}
+	}
+	return resp, nil
+}
+
+// retry says whether a failed attempt may go to another node.
+func (b *batcher) retry(err error) bool {
+	if b.kind == batchWrites {
+		return neverSent(err) || (errors.Is(err, ErrNotLeader) || errors.Is(err, ErrNoLeader)) && !errors.Is(err, ErrIndeterminate)
+	}
+	return retryable(err) || errors.Is(err, ErrTimeout) || errors.Is(err, ErrClosed)
+}
+
+// batchOp runs one operation through the right batcher and returns its
+// result, with a failure of the operation itself as an error.
+func (c *Client) batchOp(ctx context.Context, kind batchKind, op *skiffpb.Op) (*skiffpb.OpResult, error) {
+	c.mu.Lock()
+	closed := c.closed
+	c.mu.Unlock()
+	if closed {
+		return nil, ErrClosed
+	}
+	ctx, cancel := c.callContext(ctx)
+	defer cancel()
+	res, err := c.batchers[kind].do(ctx, op)
+	if err != nil {
+		return nil, err
+	}
+	if oe := res.GetError(); oe != nil {
+		err := fromOpError(oe)
+		if hint := leaderHint(err); hint != "" {
+			c.setLeader(hint)
+		}
+		return nil, err
+	}
+	return res, nil
+}
