@@ -75,9 +75,25 @@ func ExampleDial() {
 	for _, kv := range res.KVs {
 		fmt.Printf("list %s = %q\n", kv.Key, kv.Value)
 	}
+
+	// Typed values work over the client as over a node.
+	type Job struct {
+		Name     string
+		Attempts int
+	}
+	jobs := skiff.NewTyped[Job](client, nil)
+	if _, err := jobs.Put(ctx, "jobs/nightly", Job{Name: "backup", Attempts: 1}); err != nil {
+		log.Fatal(err)
+	}
+	job, _, err := jobs.Get(ctx, "jobs/nightly")
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Printf("typed get jobs/nightly = %+v\n", job)
 	// Output:
 	// get users/alice = "hello again, alice" (version 2)
 	// get users/carol: not found
 	// list users/alice = "hello again, alice"
 	// list users/bob = "hello, bob"
+	// typed get jobs/nightly = {Name:backup Attempts:1}
 }
