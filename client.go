@@ -9,11 +9,13 @@ import (
 	"sync"
 	"time"
 
+	"github.com/skiffkv/skiff/internal/bufpool"
 	skiffpb "github.com/skiffkv/skiff/proto"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/experimental"
 )
 
 // Client talks to a skiff cluster over the network. It implements KV with
@@ -141,6 +143,7 @@ func (c *Client) conn(addr string) (*grpc.ClientConn, error) {
 	}
 	dialOpts := []grpc.DialOption{
 		grpc.WithTransportCredentials(creds),
+		experimental.WithBufferPool(bufpool.Shared),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(c.opts.maxMsg), grpc.MaxCallSendMsgSize(c.opts.maxMsg)),
 		grpc.WithConnectParams(grpc.ConnectParams{
 			Backoff:           backoff.Config{BaseDelay: 50 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: time.Second},

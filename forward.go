@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/skiffkv/skiff/internal/bufpool"
 	skiffpb "github.com/skiffkv/skiff/proto"
 	"github.com/skiffkv/skiff/store"
 	"google.golang.org/grpc"
@@ -15,6 +16,7 @@ import (
 	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/experimental"
 	"google.golang.org/grpc/metadata"
 )
 
@@ -50,6 +52,7 @@ func (p *peerPool) dialOptions() []grpc.DialOption {
 	maxMsg := 64*(cfg.MaxKeySize+cfg.MaxValueSize) + 1<<20
 	opts := []grpc.DialOption{
 		grpc.WithTransportCredentials(creds),
+		experimental.WithBufferPool(bufpool.Shared),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxMsg), grpc.MaxCallSendMsgSize(maxMsg)),
 		// Reconnect quickly: a restarted peer should be reachable again
 		// within an election, not after gRPC's default 1s-120s backoff.

@@ -19,11 +19,13 @@ import (
 
 	transport "github.com/Jille/raft-grpc-transport"
 	"github.com/hashicorp/raft"
+	"github.com/skiffkv/skiff/internal/bufpool"
 	"github.com/skiffkv/skiff/internal/dirlock"
 	"github.com/skiffkv/skiff/internal/hclogslog"
 	skiffpb "github.com/skiffkv/skiff/proto"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/experimental"
 )
 
 // Node is one member of a skiff cluster, embedded in the calling process.
@@ -58,6 +60,10 @@ type Node struct {
 	closeErr  error
 	wg        sync.WaitGroup
 }
+
+// logCacheSize is how many recent log entries are kept in memory, a few
+// full appends' worth (MaxAppendEntries is 256).
+const logCacheSize = 1024
 
 // defaultTimeout bounds calls whose context has no deadline.
 const defaultTimeout = 10 * time.Second
@@ -139,7 +145,13 @@ func (n *Node) start() (fresh bool, err error) {
 			return false, err
 		}
 	}
-	if n.raft, err = raft.NewRaft(n.raftConfig(hlog), n.fsm, n.logs, n.logs, n.snaps, trans); err != nil {
+	// Recent entries are read back to replicate them and to apply them;
+	// the cache serves those reads from memory instead of the log files.
+	cached, err := raft.NewLogCache(logCacheSize, n.logs)
+	if err != nil {
+		return false, fmt.Errorf("log cache: %w", err)
+	}
+	if n.raft, err = raft.NewRaft(n.raftConfig(hlog), n.fsm, cached, n.logs, n.snaps, trans); err != nil {
 		return false, fmt.Errorf("start raft: %w", err)
 	}
 	n.reads = newReadIndexer(n.raft, n.fsm)
@@ -224,7 +236,8 @@ func (n *Node) listen() error {
 		}
 	}
 	maxMsg := 64*(n.cfg.MaxKeySize+n.cfg.MaxValueSize) + 1<<20
-	opts := []grpc.ServerOption{grpc.MaxRecvMsgSize(maxMsg), grpc.MaxSendMsgSize(maxMsg)}
+	opts := []grpc.ServerOption{grpc.MaxRecvMsgSize(maxMsg), grpc.MaxSendMsgSize(maxMsg),
+		experimental.BufferPool(bufpool.Shared)}
 	if n.cfg.TLS != nil {
 		opts = append(opts, grpc.Creds(credentials.NewTLS(n.cfg.TLS)))
 	}

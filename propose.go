@@ -123,6 +123,9 @@ func (n *Node) checkQuota(cmd *skiffpb.Command) error {
 	}
 	view := n.fsm.store.View()
 	grow := int64(len(put.Key) + len(put.Value))
+	if view.Bytes()+grow <= n.cfg.QuotaBytes {
+		return nil // fits even as a new key
+	}
 	if cur, ok := view.Get(put.Key); ok {
 		grow -= int64(len(cur.Key) + len(cur.Value))
 	}

@@ -89,8 +89,9 @@ func (p *pipeline) run() {
 type filler struct {
 	t       *tree
 	odd     bool
-	held    [fillLag]Entry // ring buffer of held-back entries
+	held    [fillLag]item // ring buffer of held-back items
 	head, n int
+	vals    []entryVal // unused rest of the current block of entry values
 }
 
 // fillLag must exceed the entries a rightmost leaf can span, about
@@ -104,26 +105,37 @@ func (f *filler) addAll(batch []Entry) {
 }
 
 func (f *filler) add(e Entry) {
+	if len(f.vals) == 0 {
+		f.vals = make([]entryVal, valBlock) // one allocation per block, not per entry
+	}
+	v := &f.vals[0]
+	f.vals = f.vals[1:]
+	*v = entryVal{value: e.Value, create: e.CreateRevision, mod: e.ModRevision, version: e.Version}
+	it := item{key: e.Key, v: v}
 	f.odd = !f.odd
 	if !f.odd {
-		f.t.ReplaceOrInsert(e)
+		f.t.ReplaceOrInsert(it)
 		return
 	}
 	if f.n == fillLag {
 		f.t.ReplaceOrInsert(f.held[f.head])
-		f.held[f.head] = e
+		f.held[f.head] = it
 		f.head = (f.head + 1) % fillLag
 		return
 	}
-	f.held[(f.head+f.n)%fillLag] = e
+	f.held[(f.head+f.n)%fillLag] = it
 	f.n++
 }
+
+// valBlock is how many entry values one allocation holds while a view is
+// decoded. A block stays in memory while any of its entries is live.
+const valBlock = 1024
 
 // flush inserts the held-back entries.
 func (f *filler) flush() {
 	for ; f.n > 0; f.n-- {
 		f.t.ReplaceOrInsert(f.held[f.head])
-		f.held[f.head] = Entry{}
+		f.held[f.head] = item{}
 		f.head = (f.head + 1) % fillLag
 	}
 }

@@ -66,7 +66,8 @@ func (v *View) WriteTo(w io.Writer) (int64, error) {
 	e.buf = binary.AppendUvarint(e.buf, v.rev)
 	e.buf = binary.AppendUvarint(e.buf, uint64(v.tree.Len()))
 	e.buf = binary.AppendUvarint(e.buf, uint64(v.bytes))
-	v.tree.Ascend(func(ent Entry) bool {
+	v.tree.Ascend(func(it item) bool {
+		ent := it.entry()
 		e.entry(&ent)
 		return e.err == nil
 	})

@@ -15,8 +15,8 @@ import (
 // BenchmarkTxnPut before changing it.
 const degree = 32
 
-// Entry is one key's current state. Entries are stored by value in the
-// tree; an Entry returned by any method is a copy the caller may keep.
+// Entry is one key's current state. An Entry returned by any method is a
+// copy the caller may keep.
 //
 // Value is shared with the store and every view: nobody may modify its
 // bytes. An empty value may come back as nil.
@@ -28,14 +28,31 @@ type Entry struct {
 	Version        uint64 // number of writes since creation, 1 after create
 }
 
-// size is what the entry counts towards View.Bytes.
-func (e *Entry) size() int64 { return int64(len(e.Key) + len(e.Value)) }
+// item is what the tree holds: the key, and the rest of the entry behind
+// a pointer. Keeping items small (24 bytes) keeps the copy-on-write cheap:
+// the first write to a node in a transaction copies the whole node.
+type item struct {
+	key string
+	v   *entryVal // never modified once the item is in a published tree
+}
 
-func lessEntry(a, b Entry) bool { return a.Key < b.Key }
+type entryVal struct {
+	value                []byte
+	create, mod, version uint64
+}
 
-type tree = btree.BTreeG[Entry]
+func (it item) entry() Entry {
+	return Entry{Key: it.key, Value: it.v.value, CreateRevision: it.v.create, ModRevision: it.v.mod, Version: it.v.version}
+}
 
-func newTree() *tree { return btree.NewG(degree, lessEntry) }
+// size is what the item counts towards View.Bytes.
+func (it item) size() int64 { return int64(len(it.key) + len(it.v.value)) }
+
+func lessItem(a, b item) bool { return a.key < b.key }
+
+type tree = btree.BTreeG[item]
+
+func newTree() *tree { return btree.NewG(degree, lessItem) }
 
 // cloneTree returns a writable copy-on-write clone of t without writing to
 // t. btree's Clone replaces the copy-on-write context of the tree it is
@@ -106,7 +123,11 @@ type Txn struct {
 
 // Get returns the entry for key as the transaction currently sees it.
 func (t *Txn) Get(key string) (Entry, bool) {
-	return t.tree.Get(Entry{Key: key})
+	it, ok := t.tree.Get(item{key: key})
+	if !ok {
+		return Entry{}, false
+	}
+	return it.entry(), true
 }
 
 // Put sets key to value at revision rev and returns the previous entry.
@@ -116,15 +137,15 @@ func (t *Txn) Get(key string) (Entry, bool) {
 // Put keeps value without copying it: the caller must not modify it later.
 func (t *Txn) Put(key string, value []byte, rev uint64) (prev Entry, existed bool) {
 	t.mustBeOpen("Put")
-	e := Entry{Key: key, Value: value, CreateRevision: rev, ModRevision: rev, Version: 1}
-	prev, existed = t.tree.Get(e)
+	v := &entryVal{value: value, create: rev, mod: rev, version: 1}
+	old, existed := t.tree.ReplaceOrInsert(item{key: key, v: v})
 	if existed {
-		e.CreateRevision = prev.CreateRevision
-		e.Version = prev.Version + 1
-		t.bytes -= prev.size()
+		// v is not visible to anyone until Commit, so it may still change.
+		v.create, v.version = old.v.create, old.v.version+1
+		t.bytes -= old.size()
+		prev = old.entry()
 	}
-	t.tree.ReplaceOrInsert(e)
-	t.bytes += e.size()
+	t.bytes += int64(len(key) + len(value))
 	return prev, existed
 }
 
@@ -133,11 +154,12 @@ func (t *Txn) Put(key string, value []byte, rev uint64) (prev Entry, existed boo
 // so that every write names the revision it belongs to.
 func (t *Txn) Delete(key string, rev uint64) (prev Entry, existed bool) {
 	t.mustBeOpen("Delete")
-	prev, existed = t.tree.Delete(Entry{Key: key})
-	if existed {
-		t.bytes -= prev.size()
+	old, existed := t.tree.Delete(item{key: key})
+	if !existed {
+		return Entry{}, false
 	}
-	return prev, existed
+	t.bytes -= old.size()
+	return old.entry(), true
 }
 
 // Bytes returns the sum of len(key)+len(value) over all keys, including the

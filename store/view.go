@@ -22,7 +22,11 @@ func (v *View) Bytes() int64 { return v.bytes }
 
 // Get returns the entry for key.
 func (v *View) Get(key string) (Entry, bool) {
-	return v.tree.Get(Entry{Key: key})
+	it, ok := v.tree.Get(item{key: key})
+	if !ok {
+		return Entry{}, false
+	}
+	return it.entry(), true
 }
 
 // Range calls fn for each key under prefix in ascending byte order, starting
@@ -39,8 +43,8 @@ func (v *View) Range(prefix, after string, fn func(Entry) bool) {
 		// after+"\x00" is the smallest string greater than after.
 		start = max(start, after+"\x00")
 	}
-	v.tree.AscendGreaterOrEqual(Entry{Key: start}, func(e Entry) bool {
-		return strings.HasPrefix(e.Key, prefix) && fn(e)
+	v.tree.AscendGreaterOrEqual(item{key: start}, func(it item) bool {
+		return strings.HasPrefix(it.key, prefix) && fn(it.entry())
 	})
 }
 
@@ -66,7 +70,7 @@ func (v *View) Children(prefix, after string, limit int) []Child {
 	for ok && (limit <= 0 || len(out) < limit) {
 		out = append(out, Child{
 			Name:        name,
-			IsKey:       v.tree.Has(Entry{Key: dir + name}),
+			IsKey:       v.tree.Has(item{key: dir + name}),
 			HasChildren: v.hasPrefix(dir + name + "/"),
 		})
 		name, ok = v.nextChild(dir, name, true)
@@ -151,8 +155,8 @@ func (v *View) smallestChild(dir, name, x string, bounded bool) string {
 func (v *View) seek(key string) (string, bool) {
 	var found string
 	var ok bool
-	v.tree.AscendGreaterOrEqual(Entry{Key: key}, func(e Entry) bool {
-		found, ok = e.Key, true
+	v.tree.AscendGreaterOrEqual(item{key: key}, func(it item) bool {
+		found, ok = it.key, true
 		return false
 	})
 	return found, ok
