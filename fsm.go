@@ -28,6 +28,9 @@ type fsm struct {
 	// written counts command bytes applied since the last snapshot; the
 	// snapshot policy reads it.
 	written atomic.Int64
+	// snapshotted is the revision of the newest snapshot written or
+	// installed; the snapshot policy counts entries from it.
+	snapshotted atomic.Uint64
 
 	// publish, when set, receives every batch's changes in apply order,
 	// even when there are none, so that watchers see the revision advance.
@@ -192,7 +195,7 @@ func (f *fsm) waitApplied(ctx context.Context, idx uint64) error {
 // while writes go on.
 func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 	f.written.Store(0)
-	return &fsmSnapshot{view: f.store.View()}, nil
+	return &fsmSnapshot{view: f.store.View(), f: f}, nil
 }
 
 // Restore replaces the whole state with a snapshot's. Raft calls it for a
@@ -242,6 +245,7 @@ func readSnapshot(rc io.ReadCloser) (*store.View, error) {
 func (f *fsm) install(view *store.View, idx uint64) {
 	f.store.Reset(view)
 	f.written.Store(0)
+	f.snapshotted.Store(idx)
 	f.setApplied(idx)
 	if f.publish != nil {
 		f.publish(nil, idx, true)
@@ -250,6 +254,7 @@ func (f *fsm) install(view *store.View, idx uint64) {
 
 type fsmSnapshot struct {
 	view *store.View
+	f    *fsm
 }
 
 func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
@@ -262,7 +267,11 @@ func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
 		sink.Cancel()
 		return fmt.Errorf("write snapshot: %w", err)
 	}
-	return sink.Close()
+	if err := sink.Close(); err != nil {
+		return err
+	}
+	s.f.snapshotted.Store(s.view.Revision())
+	return nil
 }
 
 func (s *fsmSnapshot) Release() {}

@@ -11,6 +11,7 @@ import (
 )
 
 func TestSnapshotPolicy(t *testing.T) {
+	const max = 50_000
 	cases := []struct {
 		entries, threshold uint64
 		written, state     int64
@@ -23,9 +24,11 @@ func TestSnapshotPolicy(t *testing.T) {
 		{10000, 8192, 1 << 10, 1 << 10, 0.5, true},    // small state
 		{10000, 8192, 0, 1 << 30, 0, true},            // size rule disabled
 		{8192, 8192, 512 << 20, 1 << 30, 0.5, true},   // both exactly met
+		{max, 8192, 15 << 20, 1 << 30, 0.5, true},     // the log is long enough to slow a restart
+		{max - 1, 8192, 15 << 20, 1 << 30, 0.5, false},
 	}
 	for _, tc := range cases {
-		if got := snapshotDue(tc.entries, tc.threshold, tc.written, tc.state, tc.ratio); got != tc.want {
+		if got := snapshotDue(tc.entries, tc.threshold, max, tc.written, tc.state, tc.ratio); got != tc.want {
 			t.Errorf("snapshotDue(%d entries, threshold %d, %d written, %d state, ratio %v) = %v, want %v",
 				tc.entries, tc.threshold, tc.written, tc.state, tc.ratio, got, tc.want)
 		}

@@ -62,10 +62,10 @@ func (n *Node) Snapshot() error {
 
 // snapshotLoop applies the snapshot policy every SnapshotInterval: a
 // snapshot is due when the log since the last one holds at least
-// SnapshotThreshold entries and at least SnapshotSizeRatio times the
-// state's size in written bytes. The size rule keeps a large state from
-// being rewritten after every few thousand small writes; the log it lets
-// grow is bounded by the same ratio.
+// SnapshotThreshold entries and either at least SnapshotSizeRatio times
+// the state's size in written bytes or SnapshotMaxEntries entries. The
+// size rule keeps a large state from being rewritten after every few
+// thousand small writes; the entry cap keeps restarts fast.
 func (n *Node) snapshotLoop() {
 	defer n.wg.Done()
 	t := time.NewTicker(n.cfg.SnapshotInterval)
@@ -91,15 +91,20 @@ func (n *Node) snapshotLoop() {
 }
 
 func (n *Node) snapshotDue() bool {
-	last, _ := strconv.ParseUint(n.raft.Stats()["last_snapshot_index"], 10, 64)
-	return snapshotDue(n.fsm.appliedIndex()-min(last, n.fsm.appliedIndex()), n.cfg.SnapshotThreshold,
+	last, applied := n.fsm.snapshotted.Load(), n.fsm.appliedIndex()
+	entries := applied - min(last, applied)
+	return snapshotDue(entries, n.cfg.SnapshotThreshold, n.cfg.SnapshotMaxEntries,
 		n.fsm.written.Load(), n.fsm.store.View().Bytes(), n.cfg.SnapshotSizeRatio)
 }
 
 // snapshotDue is the snapshot policy: entries and written bytes since the
-// last snapshot against the entry threshold and the state's size.
-func snapshotDue(entries, threshold uint64, written, stateBytes int64, ratio float64) bool {
-	return entries >= threshold && float64(written) >= ratio*float64(stateBytes)
+// last snapshot against the entry threshold and the state's size, with
+// maxEntries bounding the log a restart must replay.
+func snapshotDue(entries, threshold, maxEntries uint64, written, stateBytes int64, ratio float64) bool {
+	if entries < threshold {
+		return false
+	}
+	return entries >= maxEntries || float64(written) >= ratio*float64(stateBytes)
 }
 
 // Backup writes a consistent copy of the whole state to w, at a revision
