@@ -180,7 +180,7 @@ func (n *Node) raftConfig(hlog *hclogslog.Logger) *raft.Config {
 	// Followers learn the commit index from the next AppendEntries; when
 	// no writes follow, that is the one sent after CommitTimeout. A
 	// follower's linearizable read waits for it, so keep it short.
-	rc.CommitTimeout = 10 * time.Millisecond
+	rc.CommitTimeout = 20 * time.Millisecond
 	rc.BatchApplyCh = true
 	rc.MaxAppendEntries = 256
 	rc.NoSnapshotRestoreOnStart = true // restoreLatest did it, strictly

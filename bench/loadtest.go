@@ -29,12 +29,13 @@ type loadResult struct {
 	DiskPerNode int64         `json:"disk_per_node"`
 	RSS         int64         `json:"rss"`
 	Restart     time.Duration `json:"restart"`
+	Tail        int64         `json:"tail"` // log entries past the stopped member's last snapshot; -1: n/a
 	Err         string        `json:"err,omitempty"`
 }
 
 // batchPutter is implemented by systems whose API writes many keys in one
-// request (etcd: a transaction; bare raft: one log entry). skiff has no
-// multi-key write, so its load is single-key puts.
+// request (etcd: a transaction; bare raft: one log entry). skiff's API
+// has no multi-key write, so its load is single-key Put calls.
 type batchPutter interface {
 	putBatch(ctx context.Context, keys []string, value []byte) error
 }
@@ -47,7 +48,7 @@ func runLoadChild(ctx context.Context, kind systemKind, keys, batch int, dir str
 		res.Err = err.Error()
 		return res
 	}
-	cmd := exec.CommandContext(ctx, exe, "-load-child", string(kind),
+	cmd := exec.CommandContext(ctx, exe, "-load-child", string(kind), "-v="+strconv.FormatBool(bool(logLevel)),
 		"-load-keys", strconv.Itoa(keys), "-load-batch", strconv.Itoa(batch), "-dir", dir)
 	var out bytes.Buffer
 	cmd.Stdout = &out
@@ -115,10 +116,11 @@ func loadTest(kind systemKind, keys, batch int, dir string) (res loadResult) {
 	res.DiskPerNode = total / int64(len(s.dirs()))
 	res.RSS = rss()
 
-	i, err := s.stopFollower(ctx)
+	i, tail, err := s.stopFollower(ctx)
 	if err != nil {
 		return fail(fmt.Errorf("stop follower: %w", err))
 	}
+	res.Tail = tail
 	t0 := time.Now()
 	read, err := s.restartMember(ctx, i)
 	if err != nil {

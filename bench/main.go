@@ -42,7 +42,8 @@ type plan struct {
 	loadKeys    int
 	loadBatch   int // keys per request in the load test, where the API allows
 	fillClients int
-	only        string // run only the workloads whose name contains this
+	idle        time.Duration // to measure the background CPU of the idle systems
+	only        string        // run only the workloads whose name contains this
 }
 
 func (p plan) wants(name string) bool { return strings.Contains(name, p.only) }
@@ -52,16 +53,16 @@ func fullPlan() plan {
 		warm: time.Second, window: 5 * time.Second, keys: 100_000,
 		writeConc: []int{1, 16, 64, 256}, readConc: 64,
 		watchers: 100, watchRate: 200,
-		loadKeys: 1_000_000, loadBatch: 100, fillClients: 256,
+		loadKeys: 1_000_000, loadBatch: 100, fillClients: 256, idle: 3 * time.Second,
 	}
 }
 
 func quickPlan() plan {
 	return plan{
-		quick: true, warm: 300 * time.Millisecond, window: 700 * time.Millisecond, keys: 10_000,
+		quick: true, warm: 200 * time.Millisecond, window: 500 * time.Millisecond, keys: 10_000,
 		writeConc: []int{16}, readConc: 64,
 		watchers: 100, watchRate: 200,
-		loadKeys: 10_000, loadBatch: 100, fillClients: 256,
+		loadKeys: 10_000, loadBatch: 100, fillClients: 256, idle: 500 * time.Millisecond,
 	}
 }
 
@@ -93,9 +94,11 @@ func main() {
 		dir           = flag.String("dir", os.TempDir(), "parent of the data dirs; must be on a real disk, not tmpfs")
 		loadKeys      = flag.Int("load-keys", 0, "keys for the load test (default 1M, 10k with -quick)")
 		loadBatch     = flag.Int("load-batch", 0, "keys per request in the load test for etcd and bare raft (default 100; skiff has no multi-key write)")
+		verbose       = flag.Bool("v", false, "let the systems log at info level, not only errors")
 		loadChildKind = flag.String("load-child", "", "internal: run one system's load test and print JSON")
 	)
 	flag.Parse()
+	logLevel = verbosity(*verbose)
 	if *loadChildKind != "" {
 		loadChild(systemKind(*loadChildKind), *loadKeys, *loadBatch, *dir)
 		return
@@ -177,17 +180,23 @@ func run(ctx context.Context, p plan, kinds []systemKind, dir string) (*report, 
 		rep.systems = append(rep.systems, s.name())
 		progress("%s: writing %d keys", s.name(), p.keys)
 		t := time.Now()
-		if err := fill(ctx, s, p.keys, p.fillClients, 1); err != nil {
+		if err := fill(ctx, s, p.keys, p.fillClients, p.loadBatch); err != nil {
 			return nil, fmt.Errorf("%s: %w", s.name(), err)
 		}
 		progress("%s: %d keys in %.1fs", s.name(), p.keys, time.Since(t).Seconds())
 	}
 
+	runtime.GC()
+	cpu0, t0 := cpuTime(), time.Now()
+	sleepUntil(ctx, t0.Add(p.idle))
+	rep.idleCPU = float64(cpuTime()-cpu0) / float64(time.Since(t0))
+	progress("idle: %.0f ms of CPU per second", 1000*rep.idleCPU)
+
 	for i, pt := range p.points() {
 		if !p.wants(pt.name) {
 			continue
 		}
-		row := rep.addPoint(fmt.Sprintf("%s, %d clients", pt.name, pt.clients))
+		row := rep.addPoint(fmt.Sprintf("%s, %d %s", pt.name, pt.clients, plural(pt.clients, "client", "clients")))
 		for j := range systems {
 			// Rotate the order so no system always runs first.
 			s := systems[(i+j)%len(systems)]
@@ -232,8 +241,12 @@ func run(ctx context.Context, p plan, kinds []systemKind, dir string) (*report, 
 			progress("load test: %s: %s", k, r.Err)
 			continue
 		}
-		progress("load test: %s: loaded in %.1fs, %.0f MiB/node, RSS %.0f MiB, restart to first read %.0fms",
-			k, r.LoadTook.Seconds(), mib(r.DiskPerNode), mib(r.RSS), ms(r.Restart))
+		replayed := ""
+		if r.Tail >= 0 {
+			replayed = fmt.Sprintf(" (%d entries replayed)", r.Tail)
+		}
+		progress("load test: %s: loaded in %.1fs, %.0f MiB/node, RSS %.0f MiB, restart to first read %.0fms%s",
+			k, r.LoadTook.Seconds(), mib(r.DiskPerNode), mib(r.RSS), ms(r.Restart), replayed)
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
@@ -275,3 +288,10 @@ func progress(format string, args ...any) {
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 func mib(b int64) float64        { return float64(b) / (1 << 20) }
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
+}

@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"runtime"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -23,7 +24,9 @@ type report struct {
 	rows     map[string]map[string]*result // point -> system -> result
 	watch    map[string]*result
 	loads    []loadResult
-	notes    []string
+	notes    []string // about the run
+	found    []string // about results, collected while rendering
+	idleCPU  float64  // CPU seconds per second of all systems idle
 }
 
 func newReport(p plan, dir string) *report {
@@ -80,12 +83,19 @@ func (r *report) markdown() string {
 	fmt.Fprintf(&b, "Mode: %s. Wall time: %s.\n\n", mode, r.finished.Sub(r.started).Round(time.Second))
 	r.writeEnvironment(&b)
 	r.writeMethod(&b)
-	r.writeThroughput(&b)
-	r.writeWatch(&b)
-	r.writeLoad(&b)
-	if len(r.notes) > 0 {
+	r.found = nil
+	if len(r.points) > 0 {
+		r.writeThroughput(&b)
+	}
+	if len(r.watch) > 0 {
+		r.writeWatch(&b)
+	}
+	if len(r.loads) > 0 {
+		r.writeLoad(&b)
+	}
+	if notes := append(r.notes, r.found...); len(notes) > 0 {
 		b.WriteString("## Notes\n\n")
-		for _, n := range r.notes {
+		for _, n := range notes {
 			fmt.Fprintf(&b, "- %s\n", n)
 		}
 		b.WriteString("\n")
@@ -117,12 +127,16 @@ func (r *report) writeMethod(b *strings.Builder) {
 		"skiff through its network client (`skiff.Dial`), etcd through clientv3 (every member an endpoint), "+
 		"bare hashicorp/raft (same gRPC transport, skiff's Raft settings, in-memory map state machine) "+
 		"by `raft.Apply` on the leader, linearizable reads as `VerifyLeader` plus a map lookup, stale reads as "+
-		"a map lookup on any member. Closed-loop clients, %d-byte values, keys uniform over %d keys written "+
+		"a map lookup on any member; bare raft appends one log entry per write, so a layer that coalesces concurrent "+
+		"writes into one entry can pass it at high concurrency. Closed-loop clients, %d-byte values, keys uniform over %d keys written "+
 		"beforehand. Each point: %v warm-up, then a %v window; only operations that start and end in the window "+
 		"count. Systems run one after another at each point, starting with a different one each point. "+
 		"CPU µs/op is the process's user+system CPU time (getrusage) over the window divided by the operations, "+
-		"clients included. Ratios are of ops/s: skiff over etcd, and skiff over bare raft with the same log store.\n\n",
-		valueSize, p.keys, p.warm, p.window)
+		"clients included, and the other systems idle in the background: all of them together, idle, used "+
+		"%.0f ms of CPU per second, which dominates the figure at low rates. Ratios are of ops/s: skiff over etcd, "+
+		"and skiff over bare raft with the same log store. The key space is written beforehand in batches where "+
+		"the API has them (etcd, bare raft) and with single puts for skiff.\n\n",
+		valueSize, p.keys, p.warm, p.window, 1000*r.idleCPU)
 }
 
 func (r *report) writeThroughput(b *strings.Builder) {
@@ -144,7 +158,7 @@ func (r *report) writeThroughput(b *strings.Builder) {
 			fmt.Fprintf(b, "| %s | %s | %s | %s | %s | %s | %s | %s |\n", pt, sys,
 				fmtOps(res), fmtMs(res, 0.5), fmtMs(res, 0.99), fmtCPU(res), vsEtcd, vsRaft)
 			if res.note != "" {
-				r.notes = append(r.notes, fmt.Sprintf("%s, %s: %s", pt, sys, res.note))
+				r.found = append(r.found, fmt.Sprintf("%s, %s: %s", pt, sys, res.note))
 			}
 		}
 	}
@@ -178,13 +192,12 @@ func (r *report) writeWatch(b *strings.Builder) {
 		fmt.Fprintf(b, "| %s | %s | %s | %s | %s | %s | %s |\n", sys, fmtOps(res), fmtMs(res, 0.5), fmtMs(res, 0.99),
 			fmtCPU(res), r50, r99)
 		if res.note != "" {
-			r.notes = append(r.notes, fmt.Sprintf("watch, %s: %s", sys, res.note))
+			r.found = append(r.found, fmt.Sprintf("watch, %s: %s", sys, res.note))
 		}
 	}
 	b.WriteString("\n")
 	if skiffNA {
-		b.WriteString("skiff watch not available in this build (build with `-tags skiffwatch` once `Client.Watch` exists). " +
-			"Bare raft has no watch.\n\n")
+		b.WriteString("skiff watch not available in this build. Bare raft has no watch.\n\n")
 	} else {
 		b.WriteString("Bare raft has no watch.\n\n")
 	}
@@ -193,13 +206,16 @@ func (r *report) writeWatch(b *strings.Builder) {
 func (r *report) writeLoad(b *strings.Builder) {
 	fmt.Fprintf(b, "## Load, size, restart\n\n"+
 		"Each system fresh in a child process of its own: %d keys written by %d concurrent clients "+
-		"(etcd: transactions of %d puts; bare raft: %d puts per log entry; skiff has no multi-key write, so "+
-		"single puts), then the disk space of the data dirs (allocated blocks, mean per member), the child "+
+		"(etcd: transactions of %d puts; bare raft: %d puts per log entry; skiff: single-key `Put` calls, its "+
+		"API having no multi-key write), then the disk space of the data dirs (allocated blocks, mean per member), the child "+
 		"process's resident set (three members and the client), and the time from reopening a stopped "+
-		"follower to its first local (stale / serializable) read that returns the last value written.\n\n",
+		"follower to its first local (stale / serializable) read that returns the last value written. "+
+		"The Raft-based systems restore their latest snapshot and then replay the log past it (the \"replayed\" "+
+		"column, entries, as the follower stood when stopped), so their restart time depends on how long ago "+
+		"the last snapshot was taken; etcd's state is on disk.\n\n",
 		r.plan.loadKeys, r.plan.fillClients, r.plan.loadBatch, r.plan.loadBatch)
-	b.WriteString("| system | keys | load s | keys/s | disk MiB/member | RSS MiB | restart → first read ms | disk × etcd | RSS × etcd | restart × etcd |\n")
-	b.WriteString("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
+	b.WriteString("| system | keys | load s | keys/s | disk MiB/member | RSS MiB | restart → first read ms | replayed | disk × etcd | RSS × etcd | restart × etcd |\n")
+	b.WriteString("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
 	var etcd *loadResult
 	for i := range r.loads {
 		if r.loads[i].System == string(kindEtcd) && r.loads[i].Err == "" {
@@ -209,8 +225,8 @@ func (r *report) writeLoad(b *strings.Builder) {
 	for _, l := range r.loads {
 		name := displayName(systemKind(l.System))
 		if l.Err != "" {
-			fmt.Fprintf(b, "| %s | %d | failed | | | | | | | |\n", name, l.Keys)
-			r.notes = append(r.notes, fmt.Sprintf("load test, %s: %s", name, l.Err))
+			fmt.Fprintf(b, "| %s | %d | failed | | | | | | | | |\n", name, l.Keys)
+			r.found = append(r.found, fmt.Sprintf("load test, %s: %s", name, l.Err))
 			continue
 		}
 		rd, rr, rt := "", "", ""
@@ -219,8 +235,13 @@ func (r *report) writeLoad(b *strings.Builder) {
 			rr = fmt.Sprintf("%.2f", float64(l.RSS)/float64(etcd.RSS))
 			rt = fmt.Sprintf("%.2f", float64(l.Restart)/float64(etcd.Restart))
 		}
-		fmt.Fprintf(b, "| %s | %d | %.1f | %.0f | %.0f | %.0f | %.0f | %s | %s | %s |\n", name, l.Keys,
-			l.LoadTook.Seconds(), float64(l.Keys)/l.LoadTook.Seconds(), mib(l.DiskPerNode), mib(l.RSS), ms(l.Restart), rd, rr, rt)
+		tail := "—"
+		if l.Tail >= 0 {
+			tail = strconv.FormatInt(l.Tail, 10)
+		}
+		fmt.Fprintf(b, "| %s | %d | %.1f | %.0f | %.0f | %.0f | %.0f | %s | %s | %s | %s |\n", name, l.Keys,
+			l.LoadTook.Seconds(), float64(l.Keys)/l.LoadTook.Seconds(), mib(l.DiskPerNode), mib(l.RSS), ms(l.Restart),
+			tail, rd, rr, rt)
 	}
 	b.WriteString("\n")
 }
@@ -353,7 +374,9 @@ func skiffCommit() string {
 		return ""
 	}
 	s := "commit " + strings.TrimSpace(string(rev))
-	if st, err := exec.Command("git", "-C", "..", "status", "--porcelain", "--untracked-files=no").Output(); err == nil && len(st) > 0 {
+	// Changes under bench/ do not change what is measured.
+	st, err := exec.Command("git", "-C", "..", "status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)bench").Output()
+	if err == nil && len(st) > 0 {
 		s += " with uncommitted changes"
 	}
 	return s

@@ -1,5 +1,3 @@
-//go:build skiffwatch
-
 package main
 
 import (
@@ -9,13 +7,8 @@ import (
 	"github.com/skiffkv/skiff"
 )
 
-// skiffWatchAvailable reports whether this build drives skiff's Watch API.
-const skiffWatchAvailable = true
-
 // skiffWatch watches prefix through the network client and hands the
-// value of every put to onPut, on one goroutine per watcher. The watch
-// workload only puts, with values of at least 8 bytes; anything shorter
-// (a delete) is skipped.
+// value of every put to onPut, on one goroutine per watcher.
 func skiffWatch(ctx context.Context, cl *skiff.Client, prefix string, onPut func([]byte)) (func(), error) {
 	ctx, cancel := context.WithCancel(ctx)
 	w, err := cl.Watch(ctx, prefix)
@@ -27,7 +20,7 @@ func skiffWatch(ctx context.Context, cl *skiff.Client, prefix string, onPut func
 	go func() {
 		defer close(done)
 		for ev := range w.Events() {
-			if len(ev.Value) >= 8 {
+			if ev.Type == skiff.EventPut {
 				onPut(ev.Value)
 			}
 		}
@@ -35,6 +28,8 @@ func skiffWatch(ctx context.Context, cl *skiff.Client, prefix string, onPut func
 	return func() {
 		cancel()
 		w.Close()
+		// Events is closed when the watch ends; do not hang the run if
+		// it is not.
 		select {
 		case <-done:
 		case <-time.After(5 * time.Second):

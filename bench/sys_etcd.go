@@ -33,7 +33,7 @@ type etcdSystem struct {
 var _ system = (*etcdSystem)(nil)
 
 func startEtcd(ctx context.Context, base string) (_ *etcdSystem, err error) {
-	s := &etcdSystem{base: base, level: zap.NewAtomicLevelAt(zap.ErrorLevel)}
+	s := &etcdSystem{base: base, level: zap.NewAtomicLevelAt(logLevel.zap())}
 	enc := zap.NewDevelopmentEncoderConfig()
 	s.logger = zap.New(zapcore.NewCore(zapcore.NewConsoleEncoder(enc), zapcore.Lock(os.Stderr), s.level))
 	defer func() {
@@ -184,17 +184,17 @@ func (s *etcdSystem) watch(ctx context.Context, prefix string, onPut func([]byte
 	}, nil
 }
 
-func (s *etcdSystem) stopFollower(ctx context.Context) (int, error) {
+func (s *etcdSystem) stopFollower(ctx context.Context) (int, int64, error) {
 	for i, e := range s.members {
 		if e.Server.Leader() != e.Server.MemberID() {
 			// Its listeners report being closed, and the others that
 			// it is gone: expected from here on.
 			s.level.SetLevel(zap.FatalLevel)
 			e.Close()
-			return i, nil
+			return i, -1, nil
 		}
 	}
-	return 0, errors.New("etcd: no follower")
+	return 0, 0, errors.New("etcd: no follower")
 }
 
 func (s *etcdSystem) restartMember(ctx context.Context, i int) (func(context.Context, string) ([]byte, error), error) {

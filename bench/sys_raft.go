@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -54,7 +55,7 @@ type raftNode struct {
 
 func startRaft(ctx context.Context, base, store string) (_ *raftSystem, err error) {
 	s := &raftSystem{store: store, base: base,
-		log: hclog.New(&hclog.LoggerOptions{Name: "raft-" + store, Level: hclog.Error, Output: os.Stderr})}
+		log: hclog.New(&hclog.LoggerOptions{Name: "raft-" + store, Level: logLevel.hclog(), Output: os.Stderr})}
 	defer func() {
 		if err != nil {
 			s.close()
@@ -124,7 +125,7 @@ func (s *raftSystem) openNode(i int, lis net.Listener, bootstrap bool) (_ *raftN
 		return nil, err
 	}
 	n.tm = transport.New(p.Address, dialOptions)
-	n.srv = grpc.NewServer()
+	n.srv = grpc.NewServer(grpc.MaxRecvMsgSize(maxMsg), grpc.MaxSendMsgSize(maxMsg))
 	n.tm.Register(n.srv)
 	go n.srv.Serve(lis)
 	trans := n.tm.Transport()
@@ -140,10 +141,17 @@ func (s *raftSystem) openNode(i int, lis net.Listener, bootstrap bool) (_ *raftN
 	return n, nil
 }
 
+// maxMsg is skiff's limit for its gRPC messages with default key and
+// value limits.
+const maxMsg = 64*(4<<10+1<<20) + 1<<20
+
 // dialOptions are skiff's for connections between nodes: a restarted peer
 // is reachable again within an election, not after gRPC's default backoff.
+// Messages may be as large as skiff allows: MaxAppendEntries entries of
+// the load test's batches exceed gRPC's default 4 MiB.
 var dialOptions = []grpc.DialOption{
 	grpc.WithTransportCredentials(insecure.NewCredentials()),
+	grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxMsg), grpc.MaxCallSendMsgSize(maxMsg)),
 	grpc.WithConnectParams(grpc.ConnectParams{
 		Backoff:           backoff.Config{BaseDelay: 50 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: time.Second},
 		MinConnectTimeout: time.Second,
@@ -264,16 +272,18 @@ func (s *raftSystem) watch(context.Context, string, func([]byte)) (func(), error
 	return nil, errNoWatch
 }
 
-func (s *raftSystem) stopFollower(ctx context.Context) (int, error) {
+func (s *raftSystem) stopFollower(ctx context.Context) (int, int64, error) {
 	for i, n := range s.nodes {
 		if n.r.State() == raft.Follower {
+			snap, _ := strconv.ParseUint(n.r.Stats()["last_snapshot_index"], 10, 64)
+			applied := n.r.AppliedIndex()
 			// The others log failed heartbeats to it while it is down
 			// and after, until they reconnect: quiet from here on.
 			s.log.SetLevel(hclog.Off)
-			return i, n.close()
+			return i, int64(applied - min(snap, applied)), n.close()
 		}
 	}
-	return 0, errors.New("bare raft: no follower")
+	return 0, 0, errors.New("bare raft: no follower")
 }
 
 func (s *raftSystem) restartMember(ctx context.Context, i int) (func(context.Context, string) ([]byte, error), error) {

@@ -26,7 +26,7 @@ var _ system = (*skiffSystem)(nil)
 
 func startSkiff(ctx context.Context, base, store string) (_ *skiffSystem, err error) {
 	s := &skiffSystem{store: store, level: new(slog.LevelVar)}
-	s.level.Set(slog.LevelError)
+	s.level.Set(logLevel.slog())
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: s.level}))
 	defer func() {
 		if err != nil {
@@ -123,16 +123,17 @@ func (s *skiffSystem) watch(ctx context.Context, prefix string, onPut func([]byt
 	return skiffWatch(ctx, s.cl, prefix, onPut)
 }
 
-func (s *skiffSystem) stopFollower(ctx context.Context) (int, error) {
+func (s *skiffSystem) stopFollower(ctx context.Context) (int, int64, error) {
 	for i, n := range s.nodes {
 		if !n.IsLeader() {
+			st := n.Status()
 			// The others log failed heartbeats to it while it is down
 			// and after, until they reconnect: quiet from here on.
 			s.level.Set(slog.LevelError + 4)
-			return i, n.Close()
+			return i, int64(st.AppliedIndex - min(st.LastSnapshotIndex, st.AppliedIndex)), n.Close()
 		}
 	}
-	return 0, errors.New("skiff: no follower")
+	return 0, 0, errors.New("skiff: no follower")
 }
 
 func (s *skiffSystem) restartMember(ctx context.Context, i int) (func(context.Context, string) ([]byte, error), error) {

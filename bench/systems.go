@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"net"
 	"os"
@@ -12,6 +13,9 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"go.uber.org/zap/zapcore"
 )
 
 // system is one three-node cluster under test, driven the way its users
@@ -31,16 +35,45 @@ type system interface {
 	// watch calls onPut with the value of every put below prefix until
 	// stop is called. It returns errNoWatch when the system has none.
 	watch(ctx context.Context, prefix string, onPut func(value []byte)) (stop func(), err error)
-	// stopFollower closes one follower and returns its index. The
-	// system's logs are quiet from then on: the other members report the
-	// lost peer until they reconnect.
-	stopFollower(ctx context.Context) (int, error)
+	// stopFollower closes one follower and returns its index and the
+	// number of log entries past its last snapshot, which a restart
+	// replays (-1 where that does not apply: etcd's state is on disk).
+	// The system's logs are quiet from then on: the other members report
+	// the lost peer until they reconnect.
+	stopFollower(ctx context.Context) (i int, tail int64, err error)
 	// restartMember opens member i again on its data dir and returns a
 	// read served by that member alone from its local state.
 	restartMember(ctx context.Context, i int) (readLocal func(ctx context.Context, key string) ([]byte, error), err error)
 	// dirs lists the members' data dirs.
 	dirs() []string
 	close() error
+}
+
+// verbosity is how much the systems log to stderr.
+type verbosity bool
+
+// logLevel is set by -v: info logs, not only errors.
+var logLevel verbosity
+
+func (v verbosity) slog() slog.Level {
+	if v {
+		return slog.LevelInfo
+	}
+	return slog.LevelError
+}
+
+func (v verbosity) hclog() hclog.Level {
+	if v {
+		return hclog.Info
+	}
+	return hclog.Error
+}
+
+func (v verbosity) zap() zapcore.Level {
+	if v {
+		return zapcore.InfoLevel
+	}
+	return zapcore.ErrorLevel
 }
 
 var errNoWatch = errors.New("watch not available")
