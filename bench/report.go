@@ -127,8 +127,8 @@ func (r *report) writeMethod(b *strings.Builder) {
 		"skiff through its network client (`skiff.Dial`), etcd through clientv3 (every member an endpoint), "+
 		"bare hashicorp/raft (same gRPC transport, skiff's Raft settings, in-memory map state machine) "+
 		"by `raft.Apply` on the leader, linearizable reads as `VerifyLeader` plus a map lookup, stale reads as "+
-		"a map lookup on any member; bare raft appends one log entry per write, so a layer that coalesces concurrent "+
-		"writes into one entry can pass it at high concurrency. Closed-loop clients, %d-byte values, keys uniform over %d keys written "+
+		"a map lookup on any member. Both write one log entry per write; Raft puts concurrent entries into "+
+		"one append either way, and skiff's client also sends concurrent calls in one RPC. Closed-loop clients, %d-byte values, keys uniform over %d keys written "+
 		"beforehand. Each point: %v warm-up, then a %v window; only operations that start and end in the window "+
 		"count. Systems run one after another at each point, starting with a different one each point. "+
 		"CPU µs/op is the process's user+system CPU time (getrusage) over the window divided by the operations, "+

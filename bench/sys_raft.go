@@ -169,8 +169,8 @@ func raftConfig(id raft.ServerID, log hclog.Logger) *raft.Config {
 	rc.LeaderLeaseTimeout = 500 * time.Millisecond
 	rc.TrailingLogs = 10240
 	rc.SnapshotThreshold = 8192
-	rc.SnapshotInterval = 10 * time.Second
-	rc.CommitTimeout = 10 * time.Millisecond
+	rc.SnapshotInterval = time.Second
+	rc.CommitTimeout = 20 * time.Millisecond
 	rc.BatchApplyCh = true
 	rc.MaxAppendEntries = 256
 	rc.Logger = log
