@@ -102,9 +102,14 @@ func TestLaggingNodeCatchesUpThroughSnapshot(t *testing.T) {
 			// the lagging node cannot catch up from the log.
 			c.Restart(lag)
 			eventually(t, 10*time.Second, func() error { return hasAll(c.Node(lag), want) })
-			if got := c.Node(lag).Status().LastSnapshotIndex; got < snapIdx {
-				t.Fatalf("lagging node's LastSnapshotIndex = %d, want >= %d (installed from the leader)", got, snapIdx)
-			}
+			// Raft records the installed snapshot just after the state has
+			// been replaced.
+			eventually(t, 5*time.Second, func() error {
+				if got := c.Node(lag).Status().LastSnapshotIndex; got < snapIdx {
+					return fmt.Errorf("lagging node's LastSnapshotIndex = %d, want >= %d (installed from the leader)", got, snapIdx)
+				}
+				return nil
+			})
 		})
 	}
 }
