@@ -23,22 +23,30 @@ func (s *service) Batch(ctx context.Context, req *skiffpb.BatchRequest) (*skiffp
 	results := make([]*skiffpb.OpResult, len(req.Ops))
 	var wg sync.WaitGroup
 	var linear, stale []int
+	// Writes run concurrently so that Raft appends them together; a lone
+	// write runs on this goroutine.
+	spawn := func(f func()) { f() }
+	if len(req.Ops) > 1 {
+		spawn = func(f func()) {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				f()
+			}()
+		}
+	}
 	for i, op := range req.Ops {
 		switch o := op.Op.(type) {
 		case *skiffpb.Op_Put:
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
+			spawn(func() {
 				resp, err := s.put(ctx, o.Put)
 				results[i] = s.opResult(&skiffpb.OpResult{Result: &skiffpb.OpResult_Put{Put: resp}}, err)
-			}()
+			})
 		case *skiffpb.Op_Delete:
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
+			spawn(func() {
 				resp, err := s.delete(ctx, o.Delete)
 				results[i] = s.opResult(&skiffpb.OpResult{Result: &skiffpb.OpResult_Delete{Delete: resp}}, err)
-			}()
+			})
 		case *skiffpb.Op_Get:
 			if o.Get.GetOptions().GetStale() {
 				stale = append(stale, i)

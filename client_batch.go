@@ -66,11 +66,26 @@ func (b *batcher) do(ctx context.Context, op *skiffpb.Op) (*skiffpb.OpResult, er
 	call := &batchCall{ctx: ctx, op: op, done: make(chan struct{})}
 	b.mu.Lock()
 	b.queue = append(b.queue, call)
-	if b.senders < maxBatchSenders {
+	start := b.senders < maxBatchSenders
+	if start {
 		b.senders++
-		go b.send()
 	}
 	b.mu.Unlock()
+	if start {
+		// A caller that finds itself alone sends its call itself, saving
+		// a goroutine handoff; a batch with other callers in it goes to a
+		// goroutine, since their deadlines may be later than this one's.
+		batch := b.take()
+		if len(batch) == 1 && batch[0] == call {
+			b.run(batch)
+			batch = nil
+		}
+		if batch != nil || b.pending() {
+			go b.send(batch)
+		} else {
+			b.release()
+		}
+	}
 	select {
 	case <-call.done:
 		return call.res, call.err
@@ -85,31 +100,63 @@ func (b *batcher) do(ctx context.Context, op *skiffpb.Op) (*skiffpb.OpResult, er
 	}
 }
 
-// send sends batches until the queue is empty.
-func (b *batcher) send() {
+// send runs batch, if any, then sends batches until the queue is empty,
+// and gives up its sender slot.
+func (b *batcher) send(batch []*batchCall) {
 	for {
-		b.mu.Lock()
-		var batch []*batchCall
-		rest := b.queue[:0]
-		for _, call := range b.queue {
-			if len(batch) < maxBatchSize {
-				if call.state.CompareAndSwap(callQueued, callTaken) {
-					batch = append(batch, call)
-				}
-				continue
+		if len(batch) > 0 {
+			b.run(batch)
+		}
+		if batch = b.take(); len(batch) == 0 {
+			b.mu.Lock()
+			if len(b.queue) == 0 {
+				b.senders--
+				b.mu.Unlock()
+				return
 			}
-			rest = append(rest, call)
-		}
-		clear(b.queue[len(rest):])
-		b.queue = rest
-		if len(batch) == 0 {
-			b.senders--
 			b.mu.Unlock()
-			return
 		}
-		b.mu.Unlock()
-		b.run(batch)
 	}
+}
+
+// take removes up to maxBatchSize calls from the queue, skipping those
+// whose callers gave up.
+func (b *batcher) take() []*batchCall {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var batch []*batchCall
+	rest := b.queue[:0]
+	for _, call := range b.queue {
+		if len(batch) < maxBatchSize {
+			if call.state.CompareAndSwap(callQueued, callTaken) {
+				batch = append(batch, call)
+			}
+			continue
+		}
+		rest = append(rest, call)
+	}
+	clear(b.queue[len(rest):])
+	b.queue = rest
+	return batch
+}
+
+func (b *batcher) pending() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.queue) > 0
+}
+
+// release gives up a sender slot, or hands it to a goroutine if calls
+// arrived meanwhile.
+func (b *batcher) release() {
+	b.mu.Lock()
+	if len(b.queue) == 0 {
+		b.senders--
+		b.mu.Unlock()
+		return
+	}
+	b.mu.Unlock()
+	go b.send(nil)
 }
 
 // run sends one batch and hands out the results.
