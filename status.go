@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 
 	skiffpb "github.com/skiffkv/skiff/proto"
@@ -19,11 +20,14 @@ import (
 // mapping.
 const errorDomain = "skiff"
 
-var wireErrors = []struct {
+// wireError is one row of the table.
+type wireError struct {
 	err    error
 	code   codes.Code
 	reason string
-}{
+}
+
+var wireErrors = []wireError{
 	{ErrNotFound, codes.NotFound, "NOT_FOUND"},
 	{ErrExists, codes.AlreadyExists, "EXISTS"},
 	{ErrRevisionMismatch, codes.FailedPrecondition, "REVISION_MISMATCH"},
@@ -66,10 +70,7 @@ func toStatus(err error, leader string) error {
 	code := codes.Unknown
 	found := false
 	var details []*errdetails.ErrorInfo
-	for _, w := range wireErrors {
-		if !errors.Is(err, w.err) {
-			continue
-		}
+	for _, w := range sentinelsOf(err) {
 		if !found {
 			code, found = w.code, true
 		}
@@ -105,12 +106,28 @@ func toStatus(err error, leader string) error {
 }
 
 func isSkiffError(err error) bool {
+	return slices.ContainsFunc(wireErrors, func(w wireError) bool { return errors.Is(err, w.err) })
+}
+
+// sentinelsOf returns the rows of every sentinel err wraps, in table order.
+func sentinelsOf(err error) []wireError {
+	var out []wireError
 	for _, w := range wireErrors {
 		if errors.Is(err, w.err) {
-			return true
+			out = append(out, w)
 		}
 	}
-	return false
+	return out
+}
+
+// sentinelFor returns the sentinel a reason names.
+func sentinelFor(reason string) (error, bool) {
+	for _, w := range wireErrors {
+		if w.reason == reason {
+			return w.err, true
+		}
+	}
+	return nil, false
 }
 
 // remoteError is an error received from another node. It matches, with
@@ -142,10 +159,8 @@ func fromStatus(err error) error {
 		if !ok || info.Domain != errorDomain {
 			continue
 		}
-		for _, w := range wireErrors {
-			if w.reason == info.Reason {
-				re.errs = append(re.errs, w.err)
-			}
+		if sentinel, ok := sentinelFor(info.Reason); ok {
+			re.errs = append(re.errs, sentinel)
 		}
 		if info.Reason == "COMPACTED" && info.Metadata["oldest"] != "" {
 			ce := &CompactedError{Reset: info.Metadata["reset"] == "true", Lagged: info.Metadata["lagged"] == "true"}
@@ -191,12 +206,10 @@ func leaderHint(err error) string {
 // toOpError converts a node error into one batch operation's result.
 func toOpError(err error, leader string) *skiffpb.OpError {
 	oe := &skiffpb.OpError{Message: err.Error()}
-	for _, w := range wireErrors {
-		if errors.Is(err, w.err) {
-			oe.Reasons = append(oe.Reasons, w.reason)
-			if w.err == ErrNotLeader || w.err == ErrNoLeader {
-				oe.Leader = leader
-			}
+	for _, w := range sentinelsOf(err) {
+		oe.Reasons = append(oe.Reasons, w.reason)
+		if w.err == ErrNotLeader || w.err == ErrNoLeader {
+			oe.Leader = leader
 		}
 	}
 	switch {
@@ -214,10 +227,8 @@ func toOpError(err error, leader string) *skiffpb.OpError {
 func fromOpError(oe *skiffpb.OpError) error {
 	re := &remoteError{msg: oe.Message, leader: oe.Leader}
 	for _, r := range oe.Reasons {
-		for _, w := range wireErrors {
-			if w.reason == r {
-				re.errs = append(re.errs, w.err)
-			}
+		if sentinel, ok := sentinelFor(r); ok {
+			re.errs = append(re.errs, sentinel)
 		}
 	}
 	return re
