@@ -91,7 +91,7 @@ func (n *Node) addMemberLocal(ctx context.Context, id, addr string, voter bool) 
 	} else {
 		fut = n.raft.AddNonvoter(raft.ServerID(id), raft.ServerAddress(addr), 0, timeout)
 	}
-	if err := wait(ctx, fut); err != nil {
+	if err := wait(ctx, fut, "waiting for the cluster"); err != nil {
 		return err
 	}
 	n.log.Info("member added", "member", id, "addr", addr, "voter", voter)
@@ -108,7 +108,7 @@ func (n *Node) RemoveServer(ctx context.Context, id string) error {
 		if _, err := n.member(id); err != nil {
 			return err
 		}
-		if err := wait(ctx, n.raft.RemoveServer(raft.ServerID(id), 0, time.Until(deadline(ctx)))); err != nil {
+		if err := wait(ctx, n.raft.RemoveServer(raft.ServerID(id), 0, time.Until(deadline(ctx))), "waiting for the cluster"); err != nil {
 			return err
 		}
 		n.log.Info("member removed", "member", id)
@@ -129,7 +129,7 @@ func (n *Node) TransferLeadership(ctx context.Context, id string) error {
 	}
 	return n.onLeader(ctx, func(ctx context.Context) error {
 		if id == "" {
-			return wait(ctx, n.raft.LeadershipTransfer())
+			return wait(ctx, n.raft.LeadershipTransfer(), "waiting for the cluster")
 		}
 		m, err := n.member(id)
 		if err != nil {
@@ -141,7 +141,7 @@ func (n *Node) TransferLeadership(ctx context.Context, id string) error {
 		if id == n.id {
 			return nil
 		}
-		return wait(ctx, n.raft.LeadershipTransferToServer(raft.ServerID(id), raft.ServerAddress(m.Address)))
+		return wait(ctx, n.raft.LeadershipTransferToServer(raft.ServerID(id), raft.ServerAddress(m.Address)), "waiting for the cluster")
 	}, func(ctx context.Context, c skiffpb.ClusterClient) error {
 		_, err := c.TransferLeadership(ctx, &skiffpb.TransferLeadershipRequest{Id: id})
 		return err
@@ -184,18 +184,28 @@ func (n *Node) onLeader(ctx context.Context, local func(context.Context) error,
 }
 
 // wait waits for a Raft future whose change, like a membership change, is
-// safe to retry.
-func wait(ctx context.Context, f raft.Future) error {
-	done := make(chan error, 1)
-	go func() { done <- f.Error() }()
+// safe to retry; what names it in a timeout.
+func wait(ctx context.Context, f raft.Future, what string) error {
+	done, err := await(ctx, f)
+	switch {
+	case !done:
+		return ctxError(ctx, what)
+	case err != nil:
+		return raftError(err, false)
+	}
+	return nil
+}
+
+// await waits until f is done or ctx ends, and returns whether f is done
+// and, if so, its error. A future outlives an ended wait; Raft completes it.
+func await(ctx context.Context, f raft.Future) (done bool, err error) {
+	ch := make(chan error, 1)
+	go func() { ch <- f.Error() }()
 	select {
-	case err := <-done:
-		if err != nil {
-			return raftError(err, false)
-		}
-		return nil
+	case err := <-ch:
+		return true, err
 	case <-ctx.Done():
-		return ctxError(ctx, "waiting for the cluster")
+		return false, nil
 	}
 }
 

@@ -82,17 +82,11 @@ func (n *Node) applyLocal(ctx context.Context, cmd *skiffpb.Command) (*applyResu
 		return nil, ctxError(ctx, "proposing write")
 	}
 	f := n.raft.Apply(data, timeout)
-	done := make(chan struct{})
-	go func() {
-		f.Error()
-		close(done)
-	}()
-	select {
-	case <-done:
-	case <-ctx.Done():
+	done, err := await(ctx, f)
+	if !done {
 		return nil, fmt.Errorf("%w: %w", ErrIndeterminate, ctxError(ctx, "waiting for commit"))
 	}
-	if err := f.Error(); err != nil {
+	if err != nil {
 		return nil, raftError(err, !errors.Is(err, raft.ErrEnqueueTimeout))
 	}
 	res, ok := f.Response().(*applyResult)

@@ -103,15 +103,8 @@ func (ri *readIndexer) ensureBarrier(ctx context.Context, term uint64) error {
 	if ri.readyTerm.Load() == term {
 		return nil
 	}
-	done := make(chan error, 1)
-	go func() { done <- ri.r.Barrier(0).Error() }()
-	select {
-	case err := <-done:
-		if err != nil {
-			return raftError(err, false)
-		}
-	case <-ctx.Done():
-		return ctxError(ctx, "waiting for the new leader's first commit")
+	if err := wait(ctx, ri.r.Barrier(0), "waiting for the new leader's first commit"); err != nil {
+		return err
 	}
 	if ri.r.CurrentTerm() != term || ri.r.State() != raft.Leader {
 		return fmt.Errorf("%w: leadership changed during read", ErrNotLeader)
