@@ -9,13 +9,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/skiffkv/skiff/internal/bufpool"
 	skiffpb "github.com/skiffkv/skiff/proto"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/backoff"
-	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/experimental"
 )
 
 // Client talks to a skiff cluster over the network. It implements KV with
@@ -34,9 +29,9 @@ import (
 type Client struct {
 	opts  clientOptions
 	seeds []string
+	pool  *connPool
 
 	mu     sync.Mutex
-	conns  map[string]*grpc.ClientConn
 	leader string // address of the last known leader, "" if unknown
 	next   int    // round-robin start for reads that need no leader
 	closed bool
@@ -99,7 +94,7 @@ func Dial(ctx context.Context, addrs []string, opts ...ClientOption) (*Client, e
 	if len(addrs) == 0 {
 		return nil, fmt.Errorf("%w: Dial needs at least one address", ErrInvalidArgument)
 	}
-	c := &Client{opts: o, seeds: append([]string(nil), addrs...), conns: map[string]*grpc.ClientConn{}}
+	c := &Client{opts: o, seeds: append([]string(nil), addrs...), pool: newConnPool(dialOptions(o.tls, o.dialer, o.maxMsg))}
 	for k := range c.batchers {
 		c.batchers[k] = &batcher{c: c, kind: batchKind(k)}
 	}
@@ -116,50 +111,12 @@ func Dial(ctx context.Context, addrs []string, opts ...ClientOption) (*Client, e
 // ErrClosed.
 func (c *Client) Close() error {
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.closed {
-		return nil
-	}
 	c.closed = true
-	var errs []error
-	for _, cc := range c.conns {
-		errs = append(errs, cc.Close())
-	}
-	return errors.Join(errs...)
+	c.mu.Unlock()
+	return c.pool.close()
 }
 
-func (c *Client) conn(addr string) (*grpc.ClientConn, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.closed {
-		return nil, ErrClosed
-	}
-	if cc, ok := c.conns[addr]; ok {
-		return cc, nil
-	}
-	creds := insecure.NewCredentials()
-	if c.opts.tls != nil {
-		creds = credentials.NewTLS(c.opts.tls)
-	}
-	dialOpts := []grpc.DialOption{
-		grpc.WithTransportCredentials(creds),
-		experimental.WithBufferPool(bufpool.Shared),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(c.opts.maxMsg), grpc.MaxCallSendMsgSize(c.opts.maxMsg)),
-		grpc.WithConnectParams(grpc.ConnectParams{
-			Backoff:           backoff.Config{BaseDelay: 50 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: time.Second},
-			MinConnectTimeout: time.Second,
-		}),
-	}
-	if c.opts.dialer != nil {
-		dialOpts = append(dialOpts, grpc.WithContextDialer(c.opts.dialer))
-	}
-	cc, err := grpc.NewClient("passthrough:///"+addr, dialOpts...)
-	if err != nil {
-		return nil, fmt.Errorf("%w: dial %s: %w", ErrUnavailable, addr, err)
-	}
-	c.conns[addr] = cc
-	return cc, nil
-}
+func (c *Client) conn(addr string) (*grpc.ClientConn, error) { return c.pool.get(addr) }
 
 // candidates returns the addresses to try, in order: the leader first when
 // wanted and known, then the others starting at a rotating position.

@@ -257,3 +257,9 @@ func (c Config) validate() error {
 	}
 	return nil
 }
+
+// maxMessageSize is the largest gRPC message a node sends or receives:
+// room for a page of 64 maximal entries, or a Raft append of them.
+func (c Config) maxMessageSize() int {
+	return 64*(c.MaxKeySize+c.MaxValueSize) + 1<<20
+}

@@ -2,8 +2,10 @@ package skiff
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
+	"net"
 	"strings"
 	"sync"
 	"time"
@@ -25,49 +27,55 @@ import (
 // request cannot bounce between nodes with stale views of the leader.
 const metaForwarded = "skiff-forwarded"
 
-// peerPool holds one gRPC connection per peer address, for forwarding and
-// joining. The Raft transport keeps its own connections.
-type peerPool struct {
-	n      *Node
+// connPool holds one gRPC connection per address, all dialed with the
+// same options. Nodes use one for forwarding and joining (the Raft
+// transport keeps its own connections); a Client uses one for everything.
+type connPool struct {
+	opts   []grpc.DialOption
 	mu     sync.Mutex
 	conns  map[string]*grpc.ClientConn
 	closed bool
 }
 
-func newPeerPool(n *Node) *peerPool {
-	return &peerPool{n: n, conns: map[string]*grpc.ClientConn{}}
+func newConnPool(opts []grpc.DialOption) *connPool {
+	return &connPool{opts: opts, conns: map[string]*grpc.ClientConn{}}
 }
 
-// dialOptions are used for every connection to another node, the Raft
-// transport's included.
-func (p *peerPool) dialOptions() []grpc.DialOption {
-	cfg := p.n.cfg
+// dialOptions are the options of every connection skiff makes: TLS when
+// tlsCfg is set, messages up to maxMsg, skiff's buffer pool, and quick
+// reconnects (a restarted node should be reachable again within an
+// election, not after gRPC's default 1s-120s backoff).
+func dialOptions(tlsCfg *tls.Config, dialer func(context.Context, string) (net.Conn, error), maxMsg int) []grpc.DialOption {
 	creds := insecure.NewCredentials()
-	switch {
-	case cfg.PeerTLS != nil:
-		creds = credentials.NewTLS(cfg.PeerTLS)
-	case cfg.TLS != nil:
-		creds = credentials.NewTLS(cfg.TLS.Clone())
+	if tlsCfg != nil {
+		creds = credentials.NewTLS(tlsCfg)
 	}
-	maxMsg := 64*(cfg.MaxKeySize+cfg.MaxValueSize) + 1<<20
 	opts := []grpc.DialOption{
 		grpc.WithTransportCredentials(creds),
 		experimental.WithBufferPool(bufpool.Shared),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxMsg), grpc.MaxCallSendMsgSize(maxMsg)),
-		// Reconnect quickly: a restarted peer should be reachable again
-		// within an election, not after gRPC's default 1s-120s backoff.
 		grpc.WithConnectParams(grpc.ConnectParams{
 			Backoff:           backoff.Config{BaseDelay: 50 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: time.Second},
 			MinConnectTimeout: time.Second,
 		}),
 	}
-	if cfg.Dialer != nil {
-		opts = append(opts, grpc.WithContextDialer(cfg.Dialer))
+	if dialer != nil {
+		opts = append(opts, grpc.WithContextDialer(dialer))
 	}
 	return opts
 }
 
-func (p *peerPool) get(addr string) (*grpc.ClientConn, error) {
+// peerDialOptions are a node's options for dialing other nodes, the Raft
+// transport's included.
+func peerDialOptions(cfg Config) []grpc.DialOption {
+	tlsCfg := cfg.PeerTLS
+	if tlsCfg == nil && cfg.TLS != nil {
+		tlsCfg = cfg.TLS.Clone()
+	}
+	return dialOptions(tlsCfg, cfg.Dialer, cfg.maxMessageSize())
+}
+
+func (p *connPool) get(addr string) (*grpc.ClientConn, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed {
@@ -76,7 +84,7 @@ func (p *peerPool) get(addr string) (*grpc.ClientConn, error) {
 	if c, ok := p.conns[addr]; ok {
 		return c, nil
 	}
-	c, err := grpc.NewClient("passthrough:///"+addr, p.dialOptions()...)
+	c, err := grpc.NewClient("passthrough:///"+addr, p.opts...)
 	if err != nil {
 		return nil, fmt.Errorf("%w: dial %s: %w", ErrUnavailable, addr, err)
 	}
@@ -84,14 +92,20 @@ func (p *peerPool) get(addr string) (*grpc.ClientConn, error) {
 	return c, nil
 }
 
-func (p *peerPool) close() {
+// close closes every connection; later gets fail with ErrClosed.
+func (p *connPool) close() error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.closed {
+		return nil
+	}
 	p.closed = true
+	var errs []error
 	for _, c := range p.conns {
-		c.Close()
+		errs = append(errs, c.Close())
 	}
 	p.conns = nil
+	return errors.Join(errs...)
 }
 
 // ready waits, briefly, for conn to be connected. A request sent on a

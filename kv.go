@@ -184,18 +184,25 @@ func (n *Node) Get(ctx context.Context, key string, opts ...ReadOption) (*KeyVal
 // read from one consistent revision. The prefix matches whole segments:
 // "users" lists "users/alice" but neither "users" itself nor "usersx/y".
 func (n *Node) List(ctx context.Context, prefix string, opts ...ReadOption) (*ListResult, error) {
-	o, err := collectReadOptions(opts)
-	if err != nil {
-		return nil, err
-	}
-	if prefix, err = normalizePrefix(prefix, n.cfg.MaxKeySize); err != nil {
-		return nil, err
-	}
-	view, err := n.view(ctx, o.stale)
+	view, prefix, o, err := n.subtreeView(ctx, prefix, opts)
 	if err != nil {
 		return nil, err
 	}
 	return listView(view, prefix, o), nil
+}
+
+// subtreeView validates a prefix read and returns the view to read it
+// from, the prefix without its trailing '/', and the options.
+func (n *Node) subtreeView(ctx context.Context, prefix string, opts []ReadOption) (*store.View, string, readOptions, error) {
+	o, err := collectReadOptions(opts)
+	if err != nil {
+		return nil, "", o, err
+	}
+	if prefix, err = normalizePrefix(prefix, n.cfg.MaxKeySize); err != nil {
+		return nil, "", o, err
+	}
+	view, err := n.view(ctx, o.stale)
+	return view, prefix, o, err
 }
 
 func listView(view *store.View, prefix string, o readOptions) *ListResult {
@@ -214,14 +221,7 @@ func listView(view *store.View, prefix string, o readOptions) *ListResult {
 // Children lists the immediate children of prefix ("" for the top level)
 // like a directory listing, in ascending name order.
 func (n *Node) Children(ctx context.Context, prefix string, opts ...ReadOption) ([]Child, error) {
-	o, err := collectReadOptions(opts)
-	if err != nil {
-		return nil, err
-	}
-	if prefix, err = normalizePrefix(prefix, n.cfg.MaxKeySize); err != nil {
-		return nil, err
-	}
-	view, err := n.view(ctx, o.stale)
+	view, prefix, o, err := n.subtreeView(ctx, prefix, opts)
 	if err != nil {
 		return nil, err
 	}

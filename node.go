@@ -52,7 +52,7 @@ type Node struct {
 
 	lis   net.Listener
 	srv   *grpc.Server
-	peers *peerPool
+	peers *connPool // to other nodes, for forwarding and joins
 	reads *readIndexer
 
 	closing   chan struct{}
@@ -83,7 +83,7 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n := &Node{cfg: cfg, log: cfg.Logger, closing: make(chan struct{})}
-	n.peers = newPeerPool(n)
+	n.peers = newConnPool(peerDialOptions(cfg))
 	fresh, err := n.start()
 	if err != nil {
 		n.shutdown()
@@ -132,7 +132,7 @@ func (n *Node) start() (fresh bool, err error) {
 	}
 	trans := cfg.RaftTransport
 	if trans == nil {
-		n.tm = transport.New(raft.ServerAddress(n.addr), n.peers.dialOptions())
+		n.tm = transport.New(raft.ServerAddress(n.addr), peerDialOptions(cfg))
 		n.tm.Register(n.srv)
 		trans = n.tm.Transport()
 	}
@@ -235,7 +235,7 @@ func (n *Node) listen() error {
 			}
 		}
 	}
-	maxMsg := 64*(n.cfg.MaxKeySize+n.cfg.MaxValueSize) + 1<<20
+	maxMsg := n.cfg.maxMessageSize()
 	opts := []grpc.ServerOption{grpc.MaxRecvMsgSize(maxMsg), grpc.MaxSendMsgSize(maxMsg),
 		experimental.BufferPool(bufpool.Shared)}
 	if n.cfg.TLS != nil {
@@ -445,7 +445,7 @@ func (n *Node) shutdown() {
 		} else if n.lis != nil {
 			errs = append(errs, n.lis.Close())
 		}
-		n.peers.close()
+		_ = n.peers.close() // connections to peers; nothing to report
 		n.wg.Wait()
 		if n.logs != nil {
 			errs = append(errs, n.logs.Close())
