@@ -80,10 +80,8 @@ func (b *batcher) do(ctx context.Context, op *skiffpb.Op) (*skiffpb.OpResult, er
 			b.run(batch)
 			batch = nil
 		}
-		if batch != nil || b.pending() {
+		if batch != nil || !b.idle() {
 			go b.send(batch)
-		} else {
-			b.release()
 		}
 	}
 	select {
@@ -107,14 +105,8 @@ func (b *batcher) send(batch []*batchCall) {
 		if len(batch) > 0 {
 			b.run(batch)
 		}
-		if batch = b.take(); len(batch) == 0 {
-			b.mu.Lock()
-			if len(b.queue) == 0 {
-				b.senders--
-				b.mu.Unlock()
-				return
-			}
-			b.mu.Unlock()
+		if batch = b.take(); len(batch) == 0 && b.idle() {
+			return
 		}
 	}
 }
@@ -140,23 +132,16 @@ func (b *batcher) take() []*batchCall {
 	return batch
 }
 
-func (b *batcher) pending() bool {
+// idle gives up a sender slot if no call is queued, and reports whether
+// it did.
+func (b *batcher) idle() bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return len(b.queue) > 0
-}
-
-// release gives up a sender slot, or hands it to a goroutine if calls
-// arrived meanwhile.
-func (b *batcher) release() {
-	b.mu.Lock()
-	if len(b.queue) == 0 {
-		b.senders--
-		b.mu.Unlock()
-		return
+	if len(b.queue) > 0 {
+		return false
 	}
-	b.mu.Unlock()
-	go b.send(nil)
+	b.senders--
+	return true
 }
 
 // run sends one batch and hands out the results.
