@@ -121,6 +121,11 @@ func TestBadInputIsRejectedAndChangesNothing(t *testing.T) {
 	}})
 	ctx := testCtx(t)
 	leader, follower := c.Leader(), c.Follower()
+	// A linearizable read waits until the new leader has committed its
+	// own first entry, so the commit index below is settled.
+	if _, err := leader.Get(ctx, "settled"); !errors.Is(err, skiff.ErrNotFound) {
+		t.Fatalf("Get(settled) = %v, want ErrNotFound", err)
+	}
 	before := leader.Status().CommitIndex
 	cases := []struct {
 		name  string
