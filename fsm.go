@@ -25,6 +25,11 @@ type fsm struct {
 	applied uint64        // last log index reflected in store; guarded by mu
 	advance chan struct{} // closed and replaced when applied grows
 
+	// fed is the last log index Raft has handed to the state machine. It
+	// trails applied after replayCommitted, until Raft learns the commit
+	// index again and hands over the replayed entries a second time.
+	fed atomic.Uint64
+
 	// written counts command bytes applied since the last snapshot; the
 	// snapshot policy reads it.
 	written atomic.Int64
@@ -72,12 +77,29 @@ func (f *fsm) Apply(l *raft.Log) any {
 }
 
 // ApplyBatch applies a batch of committed entries as one store
-// transaction, so readers see either none or all of it.
+// transaction, so readers see either none or all of it. Entries the store
+// already reflects, replayed from the local log when the node started,
+// are passed over: each entry is applied exactly once.
 func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 	results := make([]any, len(logs))
 	if len(logs) == 0 {
 		return results
 	}
+	f.fed.Store(logs[len(logs)-1].Index)
+	applied := f.appliedIndex()
+	skip := 0
+	for skip < len(logs) && logs[skip].Index <= applied {
+		skip++
+	}
+	if skip < len(logs) {
+		f.apply(logs[skip:], results[skip:])
+	}
+	return results
+}
+
+// apply applies logs, which the store does not reflect yet, as one
+// transaction, and puts each entry's result in results.
+func (f *fsm) apply(logs []*raft.Log, results []any) {
 	txn := f.store.Txn()
 	var changes []change
 	for i, l := range logs {
@@ -97,7 +119,13 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 	if f.publish != nil {
 		f.publish(changes, last, false)
 	}
-	return results
+}
+
+// ahead reports whether the store reflects entries that Raft has not
+// handed over yet (see fed). A snapshot taken then would carry a state
+// newer than the index Raft labels it with.
+func (f *fsm) ahead() bool {
+	return f.appliedIndex() > f.fed.Load()
 }
 
 // applyCommand applies one entry. A failed condition or an undecodable
@@ -194,6 +222,9 @@ func (f *fsm) waitApplied(ctx context.Context, idx uint64) error {
 // Snapshot captures the current immutable view in O(1); Persist streams it
 // while writes go on.
 func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
+	if f.ahead() {
+		return nil, fmt.Errorf("%w: the entries replayed at start are not yet confirmed by a leader", ErrNoLeader)
+	}
 	f.written.Store(0)
 	return &fsmSnapshot{view: f.store.View(), f: f}, nil
 }
@@ -226,6 +257,7 @@ func (f *fsm) restoreAt(rc io.ReadCloser, index uint64) error {
 		return fmt.Errorf("%w: state at revision %d is newer than the snapshot's index %d", ErrCorrupt, view.Revision(), index)
 	}
 	f.install(view, view.Revision())
+	f.fed.Store(index)
 	return nil
 }
 
@@ -247,6 +279,9 @@ func (f *fsm) install(view *store.View, idx uint64) {
 	f.written.Store(0)
 	f.snapshotted.Store(idx)
 	f.setApplied(idx)
+	// Raft labels a restored snapshot with an index at least idx: it is
+	// in step with the store again.
+	f.fed.Store(idx)
 	if f.publish != nil {
 		f.publish(nil, idx, true)
 	}

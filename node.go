@@ -58,7 +58,10 @@ type Node struct {
 	closing   chan struct{}
 	closeOnce sync.Once
 	closeErr  error
-	wg        sync.WaitGroup
+	// recorded is the index last written to appliedFile; used by the
+	// snapshot loop, then by shutdown.
+	recorded uint64
+	wg       sync.WaitGroup
 }
 
 // logCacheSize is how many recent log entries are kept in memory, a few
@@ -125,6 +128,9 @@ func (n *Node) start() (fresh bool, err error) {
 	n.hist = newHistory(cfg.WatchHistory, cfg.WatchHistoryBytes)
 	n.fsm.publish = n.hist.publish
 	if err := n.restoreLatest(); err != nil {
+		return false, err
+	}
+	if err := n.replayCommitted(); err != nil {
 		return false, err
 	}
 	if err := n.listen(); err != nil {
@@ -447,6 +453,9 @@ func (n *Node) shutdown() {
 		}
 		_ = n.peers.close() // connections to peers; nothing to report
 		n.wg.Wait()
+		if n.raft != nil {
+			n.recordApplied() // the state machine is still now
+		}
 		if n.logs != nil {
 			errs = append(errs, n.logs.Close())
 		}

@@ -69,6 +69,85 @@ func TestRestartKeepsAcknowledgedWrites(t *testing.T) {
 	}
 }
 
+// A restarted node serves every write it had applied before it stopped
+// at once, without a leader, and applies none of them twice when the
+// leader hands them over again.
+func TestRestartServesAppliedStateWithoutLeader(t *testing.T) {
+	for _, store := range logStores {
+		t.Run(string(store), func(t *testing.T) {
+			c := skifftest.NewCluster(t, 3, smallLogs(store))
+			ctx := testCtx(t)
+			want := putAll(t, c.Leader(), "a", 30)
+			for i := 0; i < 3; i++ {
+				if err := c.Node(i).Snapshot(); err != nil {
+					t.Fatalf("Snapshot on node %d: %v", i, err)
+				}
+			}
+			for k, v := range putAll(t, c.Leader(), "b", 40) {
+				want[k] = v
+			}
+			for i := 0; i < 3; i++ {
+				eventually(t, 10*time.Second, func() error { return hasAll(c.Node(i), want) })
+			}
+			f := (c.WaitForLeader() + 1) % 3
+			applied := c.Node(f).Status().AppliedIndex
+			for i := 0; i < 3; i++ {
+				c.Stop(i)
+			}
+
+			// Alone, with no leader: the log past the snapshot is replayed.
+			c.Restart(f)
+			n := c.Node(f)
+			if err := hasAll(n, want); err != nil {
+				t.Fatalf("restarted node without a leader: %v", err)
+			}
+			if st := n.Status(); st.AppliedIndex < applied || st.LastSnapshotIndex >= applied || st.LeaderID != "" {
+				t.Fatalf("Status() = %+v, want applied >= %d past the snapshot, no leader", st, applied)
+			}
+			wantErr(t, "Snapshot before a leader confirms the replay", n.Snapshot(), skiff.ErrNoLeader)
+
+			// The others back: Raft hands the replayed entries over again
+			// and each is applied once (a second Put would bump Version).
+			for i := 0; i < 3; i++ {
+				if i != f {
+					c.Restart(i)
+				}
+			}
+			more := putAll(t, c.Leader(), "c", 10)
+			eventually(t, 10*time.Second, func() error { return hasAll(n, more) })
+			for k := range want {
+				kv, err := n.Get(ctx, k, skiff.Stale())
+				if err != nil || kv.Version != 1 {
+					t.Fatalf("Get(%q) = %+v, %v; want version 1", k, kv, err)
+				}
+			}
+			eventually(t, 10*time.Second, func() error { return n.Snapshot() })
+		})
+	}
+}
+
+func TestDamagedAppliedIndexIsRefusedWithItsName(t *testing.T) {
+	cfg := testConfig(t.TempDir())
+	n := openNode(t, cfg)
+	want := putAll(t, n, "k", 3)
+	if err := n.Close(); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(cfg.Dir, "applied-index")
+	if err := os.WriteFile(path, []byte("twelve\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := skiff.Open(testCtx(t), cfg)
+	if !errors.Is(err, skiff.ErrCorrupt) || !strings.Contains(err.Error(), path) {
+		t.Fatalf("Open with damaged %s: err = %v, want ErrCorrupt naming it", path, err)
+	}
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	n = openNode(t, cfg)
+	checkAll(t, n, want)
+}
+
 // hasAll reports the first key of want that n's local state lacks.
 func hasAll(n *skiff.Node, want map[string]string) error {
 	for k, v := range want {

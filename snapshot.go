@@ -53,6 +53,9 @@ func (n *Node) Snapshot() error {
 	if n.isClosed() {
 		return ErrClosed
 	}
+	if n.fsm.ahead() {
+		return fmt.Errorf("snapshot: %w: the entries replayed at start are not yet confirmed by a leader", ErrNoLeader)
+	}
 	err := n.raft.Snapshot().Error()
 	if err != nil && !errors.Is(err, raft.ErrNothingNewToSnapshot) {
 		return fmt.Errorf("snapshot: %w", raftError(err, false))
@@ -65,7 +68,8 @@ func (n *Node) Snapshot() error {
 // SnapshotThreshold entries and either at least SnapshotSizeRatio times
 // the state's size in written bytes or SnapshotMaxEntries entries. The
 // size rule keeps a large state from being rewritten after every few
-// thousand small writes; the entry cap keeps restarts fast.
+// thousand small writes; the entry cap keeps restarts fast. Each tick
+// also records the applied index (see appliedFile).
 func (n *Node) snapshotLoop() {
 	defer n.wg.Done()
 	t := time.NewTicker(n.cfg.SnapshotInterval)
@@ -76,6 +80,7 @@ func (n *Node) snapshotLoop() {
 			return
 		case <-t.C:
 		}
+		n.recordApplied()
 		if !n.snapshotDue() {
 			continue
 		}
@@ -91,6 +96,9 @@ func (n *Node) snapshotLoop() {
 }
 
 func (n *Node) snapshotDue() bool {
+	if n.fsm.ahead() {
+		return false // see fsm.fed
+	}
 	last, applied := n.fsm.snapshotted.Load(), n.fsm.appliedIndex()
 	entries := applied - min(last, applied)
 	return snapshotDue(entries, n.cfg.SnapshotThreshold, n.cfg.SnapshotMaxEntries,

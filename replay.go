@@ -1,0 +1,110 @@
+package skiff
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// appliedFile records an index this node's state machine had applied.
+// Raft does not keep the commit index on disk: a restarted node applies
+// nothing past its snapshot until a leader tells it what is committed.
+// Every entry up to an index once applied is committed, so a restart
+// replays the log up to the recorded index at once, and the node serves
+// that state (stale reads, watches) before it hears from a leader, even
+// when there is none.
+const appliedFile = "applied-index"
+
+// replayBatch is how many entries replayCommitted applies per store
+// transaction.
+const replayBatch = 256
+
+// readApplied returns the recorded applied index, or 0 when there is none.
+func readApplied(dir string) (uint64, error) {
+	path := filepath.Join(dir, appliedFile)
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("read applied index: %w", err)
+	}
+	idx, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("%w: %s: %w", ErrCorrupt, path, err)
+	}
+	return idx, nil
+}
+
+// recordApplied writes the applied index to appliedFile when it changed
+// since the last call. The file may lag the state but never leads it:
+// the index is read before it is written.
+func (n *Node) recordApplied() {
+	idx := n.fsm.appliedIndex()
+	if idx == n.recorded {
+		return
+	}
+	if err := writeFileAtomic(filepath.Join(n.cfg.Dir, appliedFile), []byte(strconv.FormatUint(idx, 10)+"\n")); err != nil {
+		n.log.Warn("recording the applied index failed", "err", err)
+		return
+	}
+	n.recorded = idx
+}
+
+// replayCommitted applies the log entries between the restored snapshot
+// and the recorded applied index. Raft hands them over again once it
+// learns the commit index, and the state machine passes over the ones it
+// already reflects (see fsm.ApplyBatch).
+func (n *Node) replayCommitted() error {
+	upTo, err := readApplied(n.cfg.Dir)
+	if err != nil {
+		return err
+	}
+	n.recorded = upTo
+	last, err := n.logs.LastIndex()
+	if err != nil {
+		return fmt.Errorf("read log: %w", err)
+	}
+	upTo = min(upTo, last)
+	// Entries up to the snapshot's index are in it, or were replaced by
+	// it (a restored backup): replay starts after both.
+	from := max(n.fsm.appliedIndex(), n.fsm.fed.Load()) + 1
+	if upTo < from {
+		return nil
+	}
+	start := time.Now()
+	batch := make([]*raft.Log, 0, replayBatch)
+	flush := func() {
+		if len(batch) > 0 {
+			n.fsm.apply(batch, make([]any, len(batch)))
+			batch = batch[:0]
+		}
+	}
+	for idx := from; idx <= upTo; idx++ {
+		l := new(raft.Log)
+		if err := n.logs.GetLog(idx, l); err != nil {
+			// Raft will find out what is wrong with the log; up to here
+			// the state is right.
+			n.log.Warn("log replay stopped early", "index", idx, "err", err)
+			break
+		}
+		// Raft passes only these kinds to the state machine; the applied
+		// index only ever names one of them.
+		if l.Type != raft.LogCommand && l.Type != raft.LogConfiguration {
+			continue
+		}
+		if batch = append(batch, l); len(batch) == replayBatch {
+			flush()
+		}
+	}
+	flush()
+	n.log.Info("replayed committed log entries", "from", from, "to", n.fsm.appliedIndex(), "took", time.Since(start))
+	return nil
+}
