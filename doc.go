@@ -104,8 +104,9 @@
 //
 // The [Stale] option reads the local node's state without contacting
 // anyone. It is fast and works without a quorum, but may miss recent
-// writes; right after Open it may even miss writes this node stored before
-// a restart, until the node learns the commit index again.
+// writes. A restarted node serves at least what it had applied when it
+// stopped (up to a second less after a crash), even before it hears from a
+// leader.
 //
 // A write that fails with [ErrIndeterminate] may or may not have been
 // applied: the request reached the leader (or was sent to it), and then the
@@ -154,7 +155,8 @@
 // state itself lives in memory, in a copy-on-write B-tree; reads never wait
 // for writes. Snapshots of that state are written to the data dir from time
 // to time, and the log is truncated behind them. On restart a node loads its
-// newest snapshot and applies the log entries after it.
+// newest snapshot and applies the log entries after it that it had applied
+// before; the rest follow when a leader says they are committed.
 //
 // Because the whole state is held in memory, its size is bounded by
 // Config.QuotaBytes (2 GiB in DefaultConfig), counted as the sum of key and
