@@ -124,3 +124,37 @@ func BenchmarkApply(b *testing.B) {
 		})
 	}
 }
+
+// The scan cache answers from what replay read until the log changes;
+// after a write every read goes to the store, so a truncated and
+// rewritten tail is never served stale.
+func TestScanCacheEndsAtFirstWrite(t *testing.T) {
+	logs := raft.NewInmemStore()
+	for i := uint64(1); i <= 3; i++ {
+		if err := logs.StoreLog(&raft.Log{Index: i, Term: 1, Data: []byte("stored")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := &scanCache{LogStore: logs, first: 2}
+	cached := []*raft.Log{{Index: 2, Term: 1, Data: []byte("cached")}, {Index: 3, Term: 1, Data: []byte("cached")}}
+	c.entries.Store(&cached)
+	read := func(idx uint64) string {
+		var l raft.Log
+		if err := c.GetLog(idx, &l); err != nil {
+			t.Fatalf("GetLog(%d): %v", idx, err)
+		}
+		return string(l.Data)
+	}
+	if got := []string{read(1), read(2), read(3)}; fmt.Sprint(got) != "[stored cached cached]" {
+		t.Fatalf("reads before a write = %q", got)
+	}
+	if err := c.DeleteRange(3, 3); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.StoreLogs([]*raft.Log{{Index: 3, Term: 2, Data: []byte("rewritten")}}); err != nil {
+		t.Fatal(err)
+	}
+	if got := read(3); got != "rewritten" {
+		t.Fatalf("read after the tail was rewritten = %q", got)
+	}
+}

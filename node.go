@@ -130,7 +130,8 @@ func (n *Node) start() (fresh bool, err error) {
 	if err := n.restoreLatest(); err != nil {
 		return false, err
 	}
-	if err := n.replayCommitted(); err != nil {
+	scan, err := n.replayCommitted()
+	if err != nil {
 		return false, err
 	}
 	if err := n.listen(); err != nil {
@@ -153,11 +154,13 @@ func (n *Node) start() (fresh bool, err error) {
 	}
 	// Recent entries are read back to replicate them and to apply them;
 	// the cache serves those reads from memory instead of the log files.
-	cached, err := raft.NewLogCache(logCacheSize, n.logs)
+	cached, err := raft.NewLogCache(logCacheSize, scan)
 	if err != nil {
 		return false, fmt.Errorf("log cache: %w", err)
 	}
-	if n.raft, err = raft.NewRaft(n.raftConfig(hlog), n.fsm, cached, n.logs, n.snaps, trans); err != nil {
+	n.raft, err = raft.NewRaft(n.raftConfig(hlog), n.fsm, cached, n.logs, n.snaps, trans)
+	scan.drop()
+	if err != nil {
 		return false, fmt.Errorf("start raft: %w", err)
 	}
 	n.reads = newReadIndexer(n.raft, n.fsm)
@@ -272,7 +275,10 @@ func (n *Node) restoreLatest() error {
 		snapIndex = m.Index
 		file := filepath.Join(n.cfg.Dir, snapshotDir, m.ID, "state.bin")
 		start := time.Now()
-		_, rc, err := n.snaps.Open(m.ID)
+		// Raft's Open reads the whole file once to check its CRC-64
+		// before handing it over; skiff's format carries its own
+		// checksum, verified while decoding, so one pass does.
+		rc, err := os.Open(file)
 		if err != nil {
 			return fmt.Errorf("%w: snapshot %s: %w", ErrCorrupt, file, err)
 		}

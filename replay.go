@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -62,32 +63,39 @@ func (n *Node) recordApplied() {
 // and the recorded applied index. Raft hands them over again once it
 // learns the commit index, and the state machine passes over the ones it
 // already reflects (see fsm.ApplyBatch).
-func (n *Node) replayCommitted() error {
+//
+// It reads the whole log past the snapshot and returns it as a scanCache,
+// because Raft reads all of it once more when it starts.
+func (n *Node) replayCommitted() (*scanCache, error) {
+	scan := &scanCache{LogStore: n.logs}
 	upTo, err := readApplied(n.cfg.Dir)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	n.recorded = upTo
 	last, err := n.logs.LastIndex()
 	if err != nil {
-		return fmt.Errorf("read log: %w", err)
+		return nil, fmt.Errorf("read log: %w", err)
 	}
-	upTo = min(upTo, last)
 	// Entries up to the snapshot's index are in it, or were replaced by
 	// it (a restored backup): replay starts after both.
 	from := max(n.fsm.appliedIndex(), n.fsm.fed.Load()) + 1
-	if upTo < from {
-		return nil
+	if last < from {
+		return scan, nil
 	}
 	start := time.Now()
-	batch := make([]*raft.Log, 0, replayBatch)
+	var (
+		batch  = make([]*raft.Log, 0, replayBatch)
+		cached []*raft.Log
+		size   int
+	)
 	flush := func() {
 		if len(batch) > 0 {
 			n.fsm.apply(batch, make([]any, len(batch)))
 			batch = batch[:0]
 		}
 	}
-	for idx := from; idx <= upTo; idx++ {
+	for idx := from; idx <= last; idx++ {
 		l := new(raft.Log)
 		if err := n.logs.GetLog(idx, l); err != nil {
 			// Raft will find out what is wrong with the log; up to here
@@ -95,9 +103,14 @@ func (n *Node) replayCommitted() error {
 			n.log.Warn("log replay stopped early", "index", idx, "err", err)
 			break
 		}
+		if size += len(l.Data); size <= scanCacheBytes {
+			cached = append(cached, l)
+		} else if idx > upTo {
+			break
+		}
 		// Raft passes only these kinds to the state machine; the applied
 		// index only ever names one of them.
-		if l.Type != raft.LogCommand && l.Type != raft.LogConfiguration {
+		if idx > upTo || (l.Type != raft.LogCommand && l.Type != raft.LogConfiguration) {
 			continue
 		}
 		if batch = append(batch, l); len(batch) == replayBatch {
@@ -105,6 +118,48 @@ func (n *Node) replayCommitted() error {
 		}
 	}
 	flush()
+	scan.first = from
+	scan.entries.Store(&cached)
 	n.log.Info("replayed committed log entries", "from", from, "to", n.fsm.appliedIndex(), "took", time.Since(start))
-	return nil
+	return scan, nil
 }
+
+// scanCacheBytes bounds the log data a scanCache holds.
+const scanCacheBytes = 64 << 20
+
+// scanCache serves Raft's scan of the log when it starts (it reads every
+// entry past the snapshot, looking for configuration changes) from the
+// entries replayCommitted has read already. The first write to the log,
+// or drop, ends it.
+type scanCache struct {
+	raft.LogStore
+	first   uint64
+	entries atomic.Pointer[[]*raft.Log]
+}
+
+func (c *scanCache) GetLog(idx uint64, l *raft.Log) error {
+	if p := c.entries.Load(); p != nil && idx >= c.first && idx-c.first < uint64(len(*p)) {
+		*l = *(*p)[idx-c.first]
+		return nil
+	}
+	return c.LogStore.GetLog(idx, l)
+}
+
+func (c *scanCache) StoreLog(l *raft.Log) error {
+	c.drop()
+	return c.LogStore.StoreLog(l)
+}
+
+func (c *scanCache) StoreLogs(ls []*raft.Log) error {
+	c.drop()
+	return c.LogStore.StoreLogs(ls)
+}
+
+func (c *scanCache) DeleteRange(lo, hi uint64) error {
+	c.drop()
+	return c.LogStore.DeleteRange(lo, hi)
+}
+
+// drop releases the cached entries; from then on every read goes to the
+// log store.
+func (c *scanCache) drop() { c.entries.Store(nil) }

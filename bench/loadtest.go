@@ -29,6 +29,7 @@ type loadResult struct {
 	DiskPerNode int64         `json:"disk_per_node"`
 	RSS         int64         `json:"rss"`
 	Restart     time.Duration `json:"restart"`
+	Open        time.Duration `json:"open"` // of Restart, reopening the member
 	Tail        int64         `json:"tail"` // log entries past the stopped member's last snapshot; -1: n/a
 	Err         string        `json:"err,omitempty"`
 }
@@ -126,6 +127,7 @@ func loadTest(kind systemKind, keys, batch int, dir string) (res loadResult) {
 	if err != nil {
 		return fail(fmt.Errorf("restart member: %w", err))
 	}
+	res.Open = time.Since(t0)
 	err = poll(ctx, "first read after restart", func() bool {
 		rctx, cancel := context.WithTimeout(ctx, time.Second)
 		defer cancel()

@@ -245,8 +245,8 @@ func run(ctx context.Context, p plan, kinds []systemKind, dir string) (*report, 
 		if r.Tail >= 0 {
 			replayed = fmt.Sprintf(" (%d entries replayed)", r.Tail)
 		}
-		progress("load test: %s: loaded in %.1fs, %.0f MiB/node, RSS %.0f MiB, restart to first read %.0fms%s",
-			k, r.LoadTook.Seconds(), mib(r.DiskPerNode), mib(r.RSS), ms(r.Restart), replayed)
+		progress("load test: %s: loaded in %.1fs, %.0f MiB/node, RSS %.0f MiB, restart to first read %.0fms (reopen %.0fms)%s",
+			k, r.LoadTook.Seconds(), mib(r.DiskPerNode), mib(r.RSS), ms(r.Restart), ms(r.Open), replayed)
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}

@@ -208,11 +208,13 @@ func (r *report) writeLoad(b *strings.Builder) {
 		"Each system fresh in a child process of its own: %d keys written by %d concurrent clients "+
 		"(etcd: transactions of %d puts; bare raft: %d puts per log entry; skiff: single-key `Put` calls, its "+
 		"API having no multi-key write), then the disk space of the data dirs (allocated blocks, mean per member), the child "+
-		"process's resident set (three members and the client), and the time from reopening a stopped "+
-		"follower to its first local (stale / serializable) read that returns the last value written. "+
+		"process's resident set (three members and the client), and the time from reopening a follower, "+
+		"stopped once it had applied every write, to its first local (stale / serializable) read that returns the last value written. "+
 		"The Raft-based systems restore their latest snapshot and then replay the log past it (the \"replayed\" "+
 		"column, entries, as the follower stood when stopped), so their restart time depends on how long ago "+
-		"the last snapshot was taken; etcd's state is on disk.\n\n",
+		"the last snapshot was taken; etcd's state is on disk. skiff replays the entries it had applied before it "+
+		"stopped by itself; bare raft applies them once the leader tells it the commit index, and a leader retries a "+
+		"member that was down with a growing backoff.\n\n",
 		r.plan.loadKeys, r.plan.fillClients, r.plan.loadBatch, r.plan.loadBatch)
 	b.WriteString("| system | keys | load s | keys/s | disk MiB/member | RSS MiB | restart → first read ms | replayed | disk × etcd | RSS × etcd | restart × etcd |\n")
 	b.WriteString("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")

@@ -185,8 +185,21 @@ func (s *etcdSystem) watch(ctx context.Context, prefix string, onPut func([]byte
 }
 
 func (s *etcdSystem) stopFollower(ctx context.Context) (int, int64, error) {
+	var leader *embed.Etcd
+	for _, e := range s.members {
+		if e.Server.Leader() == e.Server.MemberID() {
+			leader = e
+		}
+	}
+	if leader == nil {
+		return 0, 0, errors.New("etcd: no leader")
+	}
 	for i, e := range s.members {
-		if e.Server.Leader() != e.Server.MemberID() {
+		if e != leader {
+			want := leader.Server.AppliedIndex()
+			if err := poll(ctx, "follower catching up", func() bool { return e.Server.AppliedIndex() >= want }); err != nil {
+				return 0, 0, err
+			}
 			// Its listeners report being closed, and the others that
 			// it is gone: expected from here on.
 			s.level.SetLevel(zap.FatalLevel)

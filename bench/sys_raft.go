@@ -273,8 +273,21 @@ func (s *raftSystem) watch(context.Context, string, func([]byte)) (func(), error
 }
 
 func (s *raftSystem) stopFollower(ctx context.Context) (int, int64, error) {
+	var leader *raftNode
+	for _, n := range s.nodes {
+		if n.r.State() == raft.Leader {
+			leader = n
+		}
+	}
+	if leader == nil {
+		return 0, 0, errors.New("bare raft: no leader")
+	}
 	for i, n := range s.nodes {
-		if n.r.State() == raft.Follower {
+		if n != leader {
+			want := leader.r.AppliedIndex()
+			if err := poll(ctx, "follower catching up", func() bool { return n.r.AppliedIndex() >= want }); err != nil {
+				return 0, 0, err
+			}
 			snap, _ := strconv.ParseUint(n.r.Stats()["last_snapshot_index"], 10, 64)
 			applied := n.r.AppliedIndex()
 			// The others log failed heartbeats to it while it is down

@@ -124,8 +124,21 @@ func (s *skiffSystem) watch(ctx context.Context, prefix string, onPut func([]byt
 }
 
 func (s *skiffSystem) stopFollower(ctx context.Context) (int, int64, error) {
+	var leader *skiff.Node
+	for _, n := range s.nodes {
+		if n.IsLeader() {
+			leader = n
+		}
+	}
+	if leader == nil {
+		return 0, 0, errors.New("skiff: no leader")
+	}
 	for i, n := range s.nodes {
-		if !n.IsLeader() {
+		if n != leader {
+			want := leader.Status().AppliedIndex
+			if err := poll(ctx, "follower catching up", func() bool { return n.Status().AppliedIndex >= want }); err != nil {
+				return 0, 0, err
+			}
 			st := n.Status()
 			// The others log failed heartbeats to it while it is down
 			// and after, until they reconnect: quiet from here on.

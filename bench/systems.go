@@ -35,9 +35,10 @@ type system interface {
 	// watch calls onPut with the value of every put below prefix until
 	// stop is called. It returns errNoWatch when the system has none.
 	watch(ctx context.Context, prefix string, onPut func(value []byte)) (stop func(), err error)
-	// stopFollower closes one follower and returns its index and the
-	// number of log entries past its last snapshot, which a restart
-	// replays (-1 where that does not apply: etcd's state is on disk).
+	// stopFollower waits until a follower has applied everything the
+	// leader has, closes it and returns its index and the number of log
+	// entries past its last snapshot, which a restart replays (-1 where
+	// that does not apply: etcd's state is on disk).
 	// The system's logs are quiet from then on: the other members report
 	// the lost peer until they reconnect.
 	stopFollower(ctx context.Context) (i int, tail int64, err error)
