@@ -127,10 +127,11 @@ func (n *Node) start() (fresh bool, err error) {
 	n.fsm = newFSM()
 	n.hist = newHistory(cfg.WatchHistory, cfg.WatchHistoryBytes)
 	n.fsm.publish = n.hist.publish
-	if err := n.restoreLatest(); err != nil {
+	ahead, err := n.restoreLatest()
+	if err != nil {
 		return false, err
 	}
-	scan, err := n.replayCommitted()
+	scan, err := n.replayCommitted(ahead)
 	if err != nil {
 		return false, err
 	}
@@ -261,44 +262,54 @@ func (n *Node) listen() error {
 // told not to (NoSnapshotRestoreOnStart): it would silently fall back to an
 // older snapshot whose log tail may already be truncated, where a damaged
 // newest snapshot must stop the node with the file's name instead.
-func (n *Node) restoreLatest() error {
+//
+// While the snapshot loads, the log past it is read in the background for
+// replayCommitted, which takes the returned reader.
+func (n *Node) restoreLatest() (*logReader, error) {
 	if err := n.checkSnapshotFiles(); err != nil {
-		return err
+		return nil, err
 	}
 	metas, err := n.snaps.List()
 	if err != nil {
-		return fmt.Errorf("list snapshots: %w", err)
+		return nil, fmt.Errorf("list snapshots: %w", err)
 	}
 	var snapIndex uint64
 	if len(metas) > 0 {
-		m := metas[0]
-		snapIndex = m.Index
-		file := filepath.Join(n.cfg.Dir, snapshotDir, m.ID, "state.bin")
-		start := time.Now()
-		// Raft's Open reads the whole file once to check its CRC-64
-		// before handing it over; skiff's format carries its own
-		// checksum, verified while decoding, so one pass does.
-		rc, err := os.Open(file)
-		if err != nil {
-			return fmt.Errorf("%w: snapshot %s: %w", ErrCorrupt, file, err)
-		}
-		if err := n.fsm.restoreAt(rc, m.Index); err != nil {
-			return fmt.Errorf("snapshot %s: %w", file, err)
-		}
-		n.log.Info("restored snapshot", "file", file, "index", m.Index,
-			"keys", n.fsm.store.View().Len(), "took", time.Since(start))
+		snapIndex = metas[0].Index
 	}
 	// The log must continue where the snapshot ends, or Raft would stop
 	// the process when it looks for the missing entries.
 	first, err := n.logs.FirstIndex()
 	if err != nil {
-		return fmt.Errorf("read log: %w", err)
+		return nil, fmt.Errorf("read log: %w", err)
 	}
 	if first > snapIndex+1 {
-		return fmt.Errorf("%w: %s: the log starts at index %d but the newest snapshot ends at %d",
+		return nil, fmt.Errorf("%w: %s: the log starts at index %d but the newest snapshot ends at %d",
 			ErrCorrupt, n.cfg.Dir, first, snapIndex)
 	}
-	return nil
+	ahead := readLogAhead(n.logs, snapIndex+1)
+	if len(metas) == 0 {
+		return ahead, nil
+	}
+	m := metas[0]
+	file := filepath.Join(n.cfg.Dir, snapshotDir, m.ID, "state.bin")
+	start := time.Now()
+	// Raft's Open reads the whole file once to check its CRC-64 before
+	// handing it over; skiff's format carries its own checksum, verified
+	// while decoding, so one pass does.
+	rc, err := os.Open(file)
+	if err != nil {
+		err = fmt.Errorf("%w: snapshot %s: %w", ErrCorrupt, file, err)
+	} else if err = n.fsm.restoreAt(rc, m.Index); err != nil {
+		err = fmt.Errorf("snapshot %s: %w", file, err)
+	}
+	if err != nil {
+		ahead.stop()
+		return nil, err
+	}
+	n.log.Info("restored snapshot", "file", file, "index", m.Index,
+		"keys", n.fsm.store.View().Len(), "took", time.Since(start))
+	return ahead, nil
 }
 
 // checkSnapshotFiles refuses a snapshot directory whose metadata cannot

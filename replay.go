@@ -64,9 +64,11 @@ func (n *Node) recordApplied() {
 // learns the commit index, and the state machine passes over the ones it
 // already reflects (see fsm.ApplyBatch).
 //
-// It reads the whole log past the snapshot and returns it as a scanCache,
-// because Raft reads all of it once more when it starts.
-func (n *Node) replayCommitted() (*scanCache, error) {
+// ahead holds the log past the snapshot, read while the snapshot loaded;
+// it is returned as a scanCache, because Raft reads all of it once more
+// when it starts.
+func (n *Node) replayCommitted(ahead *logReader) (*scanCache, error) {
+	read := ahead.wait()
 	scan := &scanCache{LogStore: n.logs}
 	upTo, err := readApplied(n.cfg.Dir)
 	if err != nil {
@@ -80,37 +82,34 @@ func (n *Node) replayCommitted() (*scanCache, error) {
 	// Entries up to the snapshot's index are in it, or were replaced by
 	// it (a restored backup): replay starts after both.
 	from := max(n.fsm.appliedIndex(), n.fsm.fed.Load()) + 1
-	if last < from {
+	if from != ahead.first {
+		read = nil // not expected; read what is needed below
+	}
+	scan.first = from
+	scan.entries.Store(&read)
+	upTo = min(upTo, last)
+	if upTo < from {
 		return scan, nil
 	}
 	start := time.Now()
-	var (
-		batch  = make([]*raft.Log, 0, replayBatch)
-		cached []*raft.Log
-		size   int
-	)
+	batch := make([]*raft.Log, 0, replayBatch)
 	flush := func() {
 		if len(batch) > 0 {
 			n.fsm.apply(batch, make([]any, len(batch)))
 			batch = batch[:0]
 		}
 	}
-	for idx := from; idx <= last; idx++ {
+	for idx := from; idx <= upTo; idx++ {
 		l := new(raft.Log)
-		if err := n.logs.GetLog(idx, l); err != nil {
+		if err := scan.GetLog(idx, l); err != nil {
 			// Raft will find out what is wrong with the log; up to here
 			// the state is right.
 			n.log.Warn("log replay stopped early", "index", idx, "err", err)
 			break
 		}
-		if size += len(l.Data); size <= scanCacheBytes {
-			cached = append(cached, l)
-		} else if idx > upTo {
-			break
-		}
 		// Raft passes only these kinds to the state machine; the applied
 		// index only ever names one of them.
-		if idx > upTo || (l.Type != raft.LogCommand && l.Type != raft.LogConfiguration) {
+		if l.Type != raft.LogCommand && l.Type != raft.LogConfiguration {
 			continue
 		}
 		if batch = append(batch, l); len(batch) == replayBatch {
@@ -118,10 +117,52 @@ func (n *Node) replayCommitted() (*scanCache, error) {
 		}
 	}
 	flush()
-	scan.first = from
-	scan.entries.Store(&cached)
 	n.log.Info("replayed committed log entries", "from", from, "to", n.fsm.appliedIndex(), "took", time.Since(start))
 	return scan, nil
+}
+
+// logReader reads the log from an index on, in the background, up to
+// scanCacheBytes of entry data.
+type logReader struct {
+	first   uint64
+	halt    atomic.Bool
+	done    chan struct{}
+	entries []*raft.Log // first, first+1, ...; read after done is closed
+}
+
+func readLogAhead(logs raft.LogStore, first uint64) *logReader {
+	r := &logReader{first: first, done: make(chan struct{})}
+	go func() {
+		defer close(r.done)
+		last, err := logs.LastIndex()
+		if err != nil {
+			return // replay and Raft read the log again and report it
+		}
+		size := 0
+		for idx := first; idx <= last && !r.halt.Load(); idx++ {
+			l := new(raft.Log)
+			if logs.GetLog(idx, l) != nil {
+				return
+			}
+			if size += len(l.Data); size > scanCacheBytes {
+				return
+			}
+			r.entries = append(r.entries, l)
+		}
+	}()
+	return r
+}
+
+// wait returns the entries read, once the reader is done.
+func (r *logReader) wait() []*raft.Log {
+	<-r.done
+	return r.entries
+}
+
+// stop ends the reader early and waits for it.
+func (r *logReader) stop() {
+	r.halt.Store(true)
+	<-r.done
 }
 
 // scanCacheBytes bounds the log data a scanCache holds.
