@@ -24,6 +24,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"strings"
 	"sync"
 	"time"
@@ -95,6 +96,7 @@ func main() {
 		loadKeys      = flag.Int("load-keys", 0, "keys for the load test (default 1M, 10k with -quick)")
 		loadBatch     = flag.Int("load-batch", 0, "keys per request in the load test for etcd and bare raft (default 100; skiff has no multi-key write)")
 		verbose       = flag.Bool("v", false, "let the systems log at info level, not only errors")
+		cpuProfile    = flag.String("cpuprofile", "", "write a CPU profile of the run (not of load-test children) to this file")
 		loadChildKind = flag.String("load-child", "", "internal: run one system's load test and print JSON")
 	)
 	flag.Parse()
@@ -116,6 +118,16 @@ func main() {
 	kinds, err := parseKinds(*systems)
 	if err != nil {
 		fatal(err)
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			fatal(err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fatal(err)
+		}
+		defer pprof.StopCPUProfile()
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
