@@ -1,6 +1,7 @@
 package skiff_test
 
 import (
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -121,9 +122,21 @@ func TestRestartedMemberNeedsNoJoinList(t *testing.T) {
 }
 
 func TestStaticInitialCluster(t *testing.T) {
+	nodes, _ := staticCluster(t, 3)
+	if _, err := nodes[2].Put(testCtx(t), "k", []byte("v")); err != nil {
+		t.Fatalf("Put: %v", err)
+	}
+	checkAll(t, nodes[0], map[string]string{"k": "v"})
+	if ms := members(t, nodes[1]); len(ms) != 3 {
+		t.Fatalf("members = %v, want 3", ms)
+	}
+}
+
+// staticCluster opens n nodes on loopback ports, all listed up front.
+func staticCluster(t *testing.T, n int) ([]*skiff.Node, []skiff.Config) {
 	// Reserve three addresses by opening and closing listeners would race;
 	// instead start each node on its own port and give the others the list.
-	cfgs := make([]skiff.Config, 3)
+	cfgs := make([]skiff.Config, n)
 	var peers []skiff.Peer
 	for i := range cfgs {
 		cfgs[i] = testConfig(t.TempDir())
@@ -141,11 +154,64 @@ func TestStaticInitialCluster(t *testing.T) {
 		t.Cleanup(func() { n.Close() })
 		nodes = append(nodes, n)
 	}
-	if _, err := nodes[2].Put(testCtx(t), "k", []byte("v")); err != nil {
-		t.Fatalf("Put: %v", err)
+	return nodes, cfgs
+}
+
+// Over the real transport, Raft's calls to a member that is down wait for
+// it to come back: a restarted member gets what was written while it was
+// away, and a node whose peers are all gone still closes at once.
+func TestMemberDownAndBackOverGRPC(t *testing.T) {
+	nodes, cfgs := staticCluster(t, 3)
+	ctx := testCtx(t)
+	if _, err := nodes[0].WaitForLeader(ctx); err != nil {
+		t.Fatal(err)
 	}
-	checkAll(t, nodes[0], map[string]string{"k": "v"})
-	if ms := members(t, nodes[1]); len(ms) != 3 {
-		t.Fatalf("members = %v, want 3", ms)
+	down := 0
+	for i, n := range nodes {
+		if !n.IsLeader() {
+			down = i
+		}
+	}
+	if err := nodes[down].Close(); err != nil {
+		t.Fatal(err)
+	}
+	up := nodes[(down+1)%3]
+	want := putAll(t, up, "away", 20)
+	var err error
+	if nodes[down], err = skiff.Open(ctx, cfgs[down]); err != nil {
+		t.Fatalf("reopen: %v", err)
+	}
+	eventually(t, 10*time.Second, func() error { return hasAll(nodes[down], want) })
+
+	// The leader, left alone, has calls waiting for both peers.
+	var last *skiff.Node
+	for _, n := range nodes {
+		if n.IsLeader() {
+			last = n
+		}
+	}
+	if last == nil {
+		t.Fatal("no leader")
+	}
+	for _, n := range nodes {
+		if n != last {
+			if err := n.Close(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	// Raft's next heartbeats find the peers gone (one every 100 ms).
+	eventually(t, 5*time.Second, func() error {
+		if last.IsLeader() {
+			return errors.New("still leading")
+		}
+		return nil
+	})
+	start := time.Now()
+	if err := last.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Fatalf("Close with every peer down took %v", took)
 	}
 }

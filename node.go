@@ -56,6 +56,8 @@ type Node struct {
 	reads *readIndexer
 
 	closing   chan struct{}
+	ctx       context.Context // ended when Close begins
+	cancel    context.CancelFunc
 	closeOnce sync.Once
 	closeErr  error
 	// recorded is the index last written to appliedFile; used by the
@@ -86,6 +88,7 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n := &Node{cfg: cfg, log: cfg.Logger, closing: make(chan struct{})}
+	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.peers = newConnPool(peerDialOptions(cfg))
 	fresh, err := n.start()
 	if err != nil {
@@ -140,7 +143,8 @@ func (n *Node) start() (fresh bool, err error) {
 	}
 	trans := cfg.RaftTransport
 	if trans == nil {
-		n.tm = transport.New(raft.ServerAddress(n.addr), peerDialOptions(cfg))
+		opts := append(peerDialOptions(cfg), grpc.WithChainUnaryInterceptor(n.awaitPeer))
+		n.tm = transport.New(raft.ServerAddress(n.addr), opts)
 		n.tm.Register(n.srv)
 		trans = n.tm.Transport()
 	}
@@ -456,6 +460,7 @@ func (n *Node) Close() error {
 func (n *Node) shutdown() {
 	n.closeOnce.Do(func() {
 		close(n.closing)
+		n.cancel()
 		var errs []error
 		if n.raft != nil {
 			errs = append(errs, n.raft.Shutdown().Error())
