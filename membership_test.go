@@ -181,6 +181,7 @@ func TestMemberDownAndBackOverGRPC(t *testing.T) {
 	if nodes[down], err = skiff.Open(ctx, cfgs[down]); err != nil {
 		t.Fatalf("reopen: %v", err)
 	}
+	t.Cleanup(func() { nodes[down].Close() })
 	eventually(t, 10*time.Second, func() error { return hasAll(nodes[down], want) })
 
 	// The leader, left alone, has calls waiting for both peers.
