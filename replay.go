@@ -201,6 +201,14 @@ func (c *scanCache) DeleteRange(lo, hi uint64) error {
 	return c.LogStore.DeleteRange(lo, hi)
 }
 
+// IsMonotonic passes on the store's answer (raft.MonotonicLogStore):
+// raft-wal cannot take a gap in the log, so after installing a snapshot
+// Raft must clear the log rather than leave the old entries behind it.
+func (c *scanCache) IsMonotonic() bool {
+	m, ok := c.LogStore.(raft.MonotonicLogStore)
+	return ok && m.IsMonotonic()
+}
+
 // drop releases the cached entries; from then on every read goes to the
 // log store.
 func (c *scanCache) drop() { c.entries.Store(nil) }
