@@ -101,11 +101,16 @@ func openBolt(path string) (logStore, error) {
 	return s, nil
 }
 
+// walSegmentSize is raft-wal's segment size, its default (64 MiB). Tests
+// make it small, so that raft-wal frees the head of the log after a few
+// writes as it does after many megabytes in use.
+var walSegmentSize = raftwal.DefaultSegmentSize
+
 func openWAL(path string, logger hclog.Logger) (logStore, error) {
 	if err := os.MkdirAll(path, 0o700); err != nil {
 		return nil, fmt.Errorf("open log store: %w", err)
 	}
-	w, err := raftwal.Open(path, raftwal.WithLogger(logger.Named("wal")))
+	w, err := raftwal.Open(path, raftwal.WithLogger(logger.Named("wal")), raftwal.WithSegmentSize(walSegmentSize))
 	if err != nil {
 		return nil, fmt.Errorf("open log store %s: %w", path, err)
 	}
