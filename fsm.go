@@ -48,6 +48,9 @@ var (
 	_ raft.FSMSnapshot = (*fsmSnapshot)(nil)
 )
 
+// errAhead refuses a snapshot while the state is ahead of Raft.
+var errAhead = fmt.Errorf("%w: the entries replayed at start are not yet confirmed by a leader", ErrNoLeader)
+
 // change is one applied write, as watchers see it.
 type change struct {
 	deleted bool
@@ -123,7 +126,7 @@ func (f *fsm) apply(logs []*raft.Log, results []any) {
 
 // ahead reports whether the store reflects entries that Raft has not
 // handed over yet (see fed). A snapshot taken then would carry a state
-// newer than the index Raft labels it with.
+// newer than the index Raft labels it with, so none is taken.
 func (f *fsm) ahead() bool {
 	return f.appliedIndex() > f.fed.Load()
 }
@@ -223,7 +226,7 @@ func (f *fsm) waitApplied(ctx context.Context, idx uint64) error {
 // while writes go on.
 func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 	if f.ahead() {
-		return nil, fmt.Errorf("%w: the entries replayed at start are not yet confirmed by a leader", ErrNoLeader)
+		return nil, errAhead
 	}
 	f.written.Store(0)
 	return &fsmSnapshot{view: f.store.View(), f: f}, nil

@@ -64,12 +64,16 @@ func (n *Node) recordApplied() {
 // learns the commit index, and the state machine passes over the ones it
 // already reflects (see fsm.ApplyBatch).
 //
-// ahead holds the log past the snapshot, read while the snapshot loaded;
-// it is returned as a scanCache, because Raft reads all of it once more
-// when it starts.
+// ahead holds the log past the snapshot's index, read while the snapshot
+// loaded; replay starts there. Entries up to that index are in the
+// snapshot, or were replaced by it (a restored backup, whose state has an
+// older revision). The entries are returned as a scanCache, because Raft
+// reads all of them once more when it starts.
 func (n *Node) replayCommitted(ahead *logReader) (*scanCache, error) {
 	read := ahead.wait()
-	scan := &scanCache{LogStore: n.logs}
+	from := ahead.first
+	scan := &scanCache{LogStore: n.logs, first: from}
+	scan.entries.Store(&read)
 	upTo, err := readApplied(n.cfg.Dir)
 	if err != nil {
 		return nil, err
@@ -79,14 +83,6 @@ func (n *Node) replayCommitted(ahead *logReader) (*scanCache, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read log: %w", err)
 	}
-	// Entries up to the snapshot's index are in it, or were replaced by
-	// it (a restored backup): replay starts after both.
-	from := max(n.fsm.appliedIndex(), n.fsm.fed.Load()) + 1
-	if from != ahead.first {
-		read = nil // not expected; read what is needed below
-	}
-	scan.first = from
-	scan.entries.Store(&read)
 	upTo = min(upTo, last)
 	if upTo < from {
 		return scan, nil

@@ -53,8 +53,9 @@ func (n *Node) Snapshot() error {
 	if n.isClosed() {
 		return ErrClosed
 	}
+	// Raft would report the state machine's refusal without its sentinel.
 	if n.fsm.ahead() {
-		return fmt.Errorf("snapshot: %w: the entries replayed at start are not yet confirmed by a leader", ErrNoLeader)
+		return fmt.Errorf("snapshot: %w", errAhead)
 	}
 	err := n.raft.Snapshot().Error()
 	if err != nil && !errors.Is(err, raft.ErrNothingNewToSnapshot) {
