@@ -82,16 +82,7 @@ func TestPartitionedLeaderCannotServe(t *testing.T) {
 	c.Partition(old)
 
 	// The majority elects a new leader and accepts writes.
-	var nl int
-	eventually(t, 10*time.Second, func() error {
-		for i := 0; i < 3; i++ {
-			if i != old && c.Node(i).IsLeader() {
-				nl = i
-				return nil
-			}
-		}
-		return errors.New("no leader on the majority side")
-	})
+	nl := newLeader(t, c, old)
 	if _, err := c.Node(nl).Put(ctx, "k", []byte("v2")); err != nil {
 		t.Fatalf("Put on new leader: %v", err)
 	}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/skiffkv/skiff"
+	"github.com/skiffkv/skiff/skifftest"
 )
 
 // logStores is the table every persistence test runs over.
@@ -107,4 +108,30 @@ func freePort(t testing.TB) int {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
+}
+
+// newLeader waits until a node other than old leads, and returns it.
+func newLeader(t testing.TB, c *skifftest.Cluster, old int) int {
+	t.Helper()
+	var nl int
+	eventually(t, 10*time.Second, func() error {
+		for i := 0; i < c.Len(); i++ {
+			if i != old && c.Node(i) != nil && c.Node(i).IsLeader() {
+				nl = i
+				return nil
+			}
+		}
+		return fmt.Errorf("no leader other than node %d", old)
+	})
+	return nl
+}
+
+// snapshotAll takes a snapshot on every node of c.
+func snapshotAll(t testing.TB, c *skifftest.Cluster) {
+	t.Helper()
+	for i := 0; i < c.Len(); i++ {
+		if err := c.Node(i).Snapshot(); err != nil {
+			t.Fatalf("Snapshot on node %d: %v", i, err)
+		}
+	}
 }

@@ -33,11 +33,7 @@ func TestRestartKeepsAcknowledgedWrites(t *testing.T) {
 		t.Run(string(store), func(t *testing.T) {
 			c := skifftest.NewCluster(t, 3, smallLogs(store))
 			want := putAll(t, c.Leader(), "a", 60)
-			for i := 0; i < 3; i++ {
-				if err := c.Node(i).Snapshot(); err != nil {
-					t.Fatalf("Snapshot on node %d: %v", i, err)
-				}
-			}
+			snapshotAll(t, c)
 			for k, v := range putAll(t, c.Follower(), "b", 40) {
 				want[k] = v
 			}
@@ -78,11 +74,7 @@ func TestRestartServesAppliedStateWithoutLeader(t *testing.T) {
 			c := skifftest.NewCluster(t, 3, smallLogs(store))
 			ctx := testCtx(t)
 			want := putAll(t, c.Leader(), "a", 30)
-			for i := 0; i < 3; i++ {
-				if err := c.Node(i).Snapshot(); err != nil {
-					t.Fatalf("Snapshot on node %d: %v", i, err)
-				}
-			}
+			snapshotAll(t, c)
 			for k, v := range putAll(t, c.Leader(), "b", 40) {
 				want[k] = v
 			}
@@ -210,16 +202,7 @@ func TestRestartAfterFollowerTailTruncated(t *testing.T) {
 				}
 				cancel()
 			}
-			var nl int
-			eventually(t, 10*time.Second, func() error {
-				for i := 0; i < 3; i++ {
-					if i != old && c.Node(i).IsLeader() {
-						nl = i
-						return nil
-					}
-				}
-				return errors.New("no new leader")
-			})
+			nl := newLeader(t, c, old)
 			for k, v := range putAll(t, c.Node(nl), "new", 20) {
 				want[k] = v
 			}
