@@ -96,12 +96,15 @@ func (n *Node) replayCommitted(ahead *logReader) (*scanCache, error) {
 		}
 	}
 	for idx := from; idx <= upTo; idx++ {
-		l := new(raft.Log)
-		if err := scan.GetLog(idx, l); err != nil {
-			// Raft will find out what is wrong with the log; up to here
-			// the state is right.
-			n.log.Warn("log replay stopped early", "index", idx, "err", err)
-			break
+		l := scan.cached(idx)
+		if l == nil {
+			l = new(raft.Log)
+			if err := n.logs.GetLog(idx, l); err != nil {
+				// Raft will find out what is wrong with the log; up to
+				// here the state is right.
+				n.log.Warn("log replay stopped early", "index", idx, "err", err)
+				break
+			}
 		}
 		// Raft passes only these kinds to the state machine; the applied
 		// index only ever names one of them.
@@ -174,9 +177,17 @@ type scanCache struct {
 	entries atomic.Pointer[[]*raft.Log]
 }
 
-func (c *scanCache) GetLog(idx uint64, l *raft.Log) error {
+// cached returns the entry at idx if the cache holds it, else nil.
+func (c *scanCache) cached(idx uint64) *raft.Log {
 	if p := c.entries.Load(); p != nil && idx >= c.first && idx-c.first < uint64(len(*p)) {
-		*l = *(*p)[idx-c.first]
+		return (*p)[idx-c.first]
+	}
+	return nil
+}
+
+func (c *scanCache) GetLog(idx uint64, l *raft.Log) error {
+	if e := c.cached(idx); e != nil {
+		*l = *e
 		return nil
 	}
 	return c.LogStore.GetLog(idx, l)
