@@ -55,7 +55,6 @@ type Node struct {
 	peers *connPool // to other nodes, for forwarding and joins
 	reads *readIndexer
 
-	closing   chan struct{}
 	ctx       context.Context // ended when Close begins
 	cancel    context.CancelFunc
 	closeOnce sync.Once
@@ -87,7 +86,7 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	n := &Node{cfg: cfg, log: cfg.Logger, closing: make(chan struct{})}
+	n := &Node{cfg: cfg, log: cfg.Logger}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.peers = newConnPool(peerDialOptions(cfg))
 	fresh, err := n.start()
@@ -438,7 +437,7 @@ func (n *Node) WaitForLeader(ctx context.Context) (string, error) {
 		}
 		select {
 		case <-ch:
-		case <-n.closing:
+		case <-n.ctx.Done():
 			return "", ErrClosed
 		case <-ctx.Done():
 			return "", fmt.Errorf("%w: %w", ErrNoLeader, ctxError(ctx, "waiting for a leader"))
@@ -459,7 +458,6 @@ func (n *Node) Close() error {
 
 func (n *Node) shutdown() {
 	n.closeOnce.Do(func() {
-		close(n.closing)
 		n.cancel()
 		var errs []error
 		if n.raft != nil {

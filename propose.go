@@ -149,7 +149,7 @@ func retry[T any](ctx context.Context, n *Node, op func(context.Context) (T, err
 		t := time.NewTimer(backoff)
 		select {
 		case <-t.C:
-		case <-n.closing:
+		case <-n.ctx.Done():
 			t.Stop()
 			return v, ErrClosed
 		case <-ctx.Done():

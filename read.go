@@ -40,14 +40,7 @@ func (n *Node) view(ctx context.Context, stale bool) (*store.View, error) {
 	return n.fsm.store.View(), nil
 }
 
-func (n *Node) isClosed() bool {
-	select {
-	case <-n.closing:
-		return true
-	default:
-		return false
-	}
-}
+func (n *Node) isClosed() bool { return n.ctx.Err() != nil }
 
 // readIndexer serves read indexes on the leader.
 //

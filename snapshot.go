@@ -77,7 +77,7 @@ func (n *Node) snapshotLoop() {
 	defer t.Stop()
 	for {
 		select {
-		case <-n.closing:
+		case <-n.ctx.Done():
 			return
 		case <-t.C:
 		}

@@ -336,7 +336,7 @@ func (s *subscription) run(ctx context.Context, send func(watchBatch) error) err
 		case <-wait:
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-s.n.closing:
+		case <-s.n.ctx.Done():
 			return ErrClosed
 		}
 	}
