@@ -39,13 +39,6 @@ type counter struct {
 	N int
 }
 
-func typedCtx(t testing.TB) context.Context {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	t.Cleanup(cancel)
-	return ctx
-}
-
 func sampleProfile() profile {
 	return profile{
 		Name:    "alice",
@@ -60,7 +53,7 @@ func sampleProfile() profile {
 
 func TestTypedRoundTrip(t *testing.T) {
 	c := skifftest.NewCluster(t, 1, nil)
-	ctx := typedCtx(t)
+	ctx := testCtx(t)
 	for _, tc := range []struct {
 		name  string
 		codec skiff.Codec
@@ -97,7 +90,7 @@ func TestTypedRoundTrip(t *testing.T) {
 func TestTypedGetMissing(t *testing.T) {
 	c := skifftest.NewCluster(t, 1, nil)
 	users := skiff.NewTyped[profile](c.Node(0), nil)
-	got, kv, err := users.Get(typedCtx(t), "users/nobody")
+	got, kv, err := users.Get(testCtx(t), "users/nobody")
 	if !errors.Is(err, skiff.ErrNotFound) {
 		t.Fatalf("Get(%q) error = %v, want ErrNotFound", "users/nobody", err)
 	}
@@ -126,7 +119,7 @@ func wantDecodeError(t testing.TB, what string, err error, key string, rev uint6
 
 func TestTypedDecodeError(t *testing.T) {
 	c := skifftest.NewCluster(t, 1, nil)
-	ctx := typedCtx(t)
+	ctx := testCtx(t)
 	node := c.Node(0)
 	users := skiff.NewTyped[profile](node, nil)
 
@@ -172,7 +165,7 @@ func TestTypedDecodeError(t *testing.T) {
 
 func TestTypedEncodeErrorWritesNothing(t *testing.T) {
 	c := skifftest.NewCluster(t, 1, nil)
-	ctx := typedCtx(t)
+	ctx := testCtx(t)
 	values := skiff.NewTyped[any](c.Node(0), nil)
 	const key = "things/chan"
 	writes := map[string]func() error{
@@ -203,7 +196,7 @@ func TestTypedEncodeErrorWritesNothing(t *testing.T) {
 
 func TestTypedCreateAndCompareAndSwap(t *testing.T) {
 	c := skifftest.NewCluster(t, 1, nil)
-	ctx := typedCtx(t)
+	ctx := testCtx(t)
 	counters := skiff.NewTyped[counter](c.Node(0), nil)
 	const key = "counters/a"
 
@@ -252,7 +245,7 @@ func TestTypedCreateAndCompareAndSwap(t *testing.T) {
 
 func TestTypedList(t *testing.T) {
 	c := skifftest.NewCluster(t, 1, nil)
-	ctx := typedCtx(t)
+	ctx := testCtx(t)
 	counters := skiff.NewTyped[counter](c.Node(0), skiff.GobCodec{})
 
 	created := map[string]uint64{}
@@ -317,7 +310,7 @@ func TestTypedList(t *testing.T) {
 
 func TestTypedUpdate(t *testing.T) {
 	c := skifftest.NewCluster(t, 1, nil)
-	ctx := typedCtx(t)
+	ctx := testCtx(t)
 	counters := skiff.NewTyped[counter](c.Node(0), nil)
 	const key = "counters/u"
 	inc := func(old counter, exists bool) (counter, error) {
@@ -367,7 +360,7 @@ func TestTypedUpdate(t *testing.T) {
 
 func TestTypedUpdateConcurrentAcrossNodes(t *testing.T) {
 	c := skifftest.NewCluster(t, 3, nil)
-	ctx := typedCtx(t)
+	ctx := testCtx(t)
 	const (
 		key        = "counters/shared"
 		goroutines = 8
@@ -453,7 +446,7 @@ func TestTypedUpdateRetryPolicy(t *testing.T) {
 	})
 	t.Run("indeterminate writes are not retried", func(t *testing.T) {
 		kv := &conflictKV{casErr: fmt.Errorf("%w: %w", skiff.ErrIndeterminate, skiff.ErrRevisionMismatch)}
-		_, _, err := skiff.NewTyped[counter](kv, nil).Update(typedCtx(t), "k", inc)
+		_, _, err := skiff.NewTyped[counter](kv, nil).Update(testCtx(t), "k", inc)
 		if !errors.Is(err, skiff.ErrIndeterminate) || kv.swaps != 1 {
 			t.Errorf("Update = %v after %d swaps, want ErrIndeterminate after 1", err, kv.swaps)
 		}
@@ -485,7 +478,7 @@ func (fixedCodec) Unmarshal(data []byte, v any) error {
 
 func TestCodecCustom(t *testing.T) {
 	c := skifftest.NewCluster(t, 1, nil)
-	ctx := typedCtx(t)
+	ctx := testCtx(t)
 	node := c.Node(0)
 	nums := skiff.NewTyped[uint64](node, fixedCodec{})
 
