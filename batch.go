@@ -2,7 +2,9 @@ package skiff
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"runtime/debug"
 	"sync"
 
 	skiffpb "github.com/skiffkv/skiff/proto"
@@ -24,13 +26,20 @@ func (s *service) Batch(ctx context.Context, req *skiffpb.BatchRequest) (*skiffp
 	var wg sync.WaitGroup
 	var linear, stale []int
 	// Writes run concurrently so that Raft appends them together; a lone
-	// write runs on this goroutine.
-	spawn := func(f func()) { f() }
+	// write runs on this goroutine. A panic on another goroutine would
+	// escape the handler's recovery, so each recovers its own.
+	spawn := func(_ int, f func()) { f() }
 	if len(req.Ops) > 1 {
-		spawn = func(f func()) {
+		spawn = func(i int, f func()) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
+				defer func() {
+					if p := recover(); p != nil {
+						s.n.log.Error("recovered from a panic while serving a batch", "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+						results[i] = s.opResult(nil, errors.New("skiff: internal error (the node logged it)"))
+					}
+				}()
 				f()
 			}()
 		}
@@ -38,12 +47,12 @@ func (s *service) Batch(ctx context.Context, req *skiffpb.BatchRequest) (*skiffp
 	for i, op := range req.Ops {
 		switch o := op.Op.(type) {
 		case *skiffpb.Op_Put:
-			spawn(func() {
+			spawn(i, func() {
 				resp, err := s.put(ctx, o.Put)
 				results[i] = s.opResult(&skiffpb.OpResult{Result: &skiffpb.OpResult_Put{Put: resp}}, err)
 			})
 		case *skiffpb.Op_Delete:
-			spawn(func() {
+			spawn(i, func() {
 				resp, err := s.delete(ctx, o.Delete)
 				results[i] = s.opResult(&skiffpb.OpResult{Result: &skiffpb.OpResult_Delete{Delete: resp}}, err)
 			})

@@ -79,7 +79,8 @@ func WithCallTimeout(d time.Duration) ClientOption {
 func WithStaleReads() ClientOption { return func(o *clientOptions) { o.stale = true } }
 
 // WithMaxMessageSize sets the largest message the client sends or
-// receives (default 65 MiB, enough for a page of large values).
+// receives (default 65 MiB: one maximal key and value, which every node
+// accepts too). Lowering it makes calls with values near the limit fail.
 func WithMaxMessageSize(n int) ClientOption { return func(o *clientOptions) { o.maxMsg = n } }
 
 // Dial connects to a cluster through any of addrs (more addresses give
@@ -87,7 +88,7 @@ func WithMaxMessageSize(n int) ClientOption { return func(o *clientOptions) { o.
 // It returns once one node has answered, or fails with an error wrapping
 // ErrUnavailable when none does within the dial timeout.
 func Dial(ctx context.Context, addrs []string, opts ...ClientOption) (*Client, error) {
-	o := clientOptions{dialTimeout: 5 * time.Second, callTimeout: defaultTimeout, maxMsg: 65 << 20}
+	o := clientOptions{dialTimeout: 5 * time.Second, callTimeout: defaultTimeout, maxMsg: wireMessageLimit}
 	for _, opt := range opts {
 		opt(&o)
 	}

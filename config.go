@@ -100,7 +100,8 @@ type Config struct {
 	// lengths). Writes that would exceed it fail with ErrQuotaExceeded;
 	// reads and deletes keep working. 0 means no limit.
 	QuotaBytes int64
-	// MaxKeySize and MaxValueSize bound one key and one value, in bytes.
+	// MaxKeySize and MaxValueSize bound one key and one value, in bytes
+	// (at most 64 KiB and 64 MiB).
 	MaxKeySize   int
 	MaxValueSize int
 
@@ -237,8 +238,10 @@ func (c Config) validate() error {
 		return bad("QuotaBytes, MaxKeySize and MaxValueSize must not be negative")
 	case c.WatchHistory < 0 || c.WatchHistoryBytes < 0:
 		return bad("WatchHistory and WatchHistoryBytes must not be negative")
-	case c.MaxValueSize > 64<<20:
+	case c.MaxValueSize > maxValueSizeLimit:
 		return bad("MaxValueSize %d exceeds 64 MiB", c.MaxValueSize)
+	case c.MaxKeySize > maxKeySizeLimit:
+		return bad("MaxKeySize %d exceeds 64 KiB", c.MaxKeySize)
 	case len(c.Join) > 0 && len(c.InitialCluster) > 0:
 		return bad("Join and InitialCluster are mutually exclusive")
 	}
@@ -256,10 +259,4 @@ func (c Config) validate() error {
 		}
 	}
 	return nil
-}
-
-// maxMessageSize is the largest gRPC message a node sends or receives:
-// room for a page of 64 maximal entries, or a Raft append of them.
-func (c Config) maxMessageSize() int {
-	return 64*(c.MaxKeySize+c.MaxValueSize) + 1<<20
 }

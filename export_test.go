@@ -8,3 +8,6 @@ func SetWALSegmentSize(size int) (restore func()) {
 	walSegmentSize = size
 	return func() { walSegmentSize = old }
 }
+
+// ErrorFromStatus converts a gRPC error the way the client does.
+func ErrorFromStatus(err error) error { return fromStatus(err) }

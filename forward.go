@@ -65,30 +65,6 @@ func dialOptions(tlsCfg *tls.Config, dialer func(context.Context, string) (net.C
 	return opts
 }
 
-// appendWait bounds how long a Raft AppendEntries call waits for the
-// peer's connection; see awaitPeer.
-const appendWait = 10 * time.Second
-
-// awaitPeer makes the Raft transport's AppendEntries calls (heartbeats
-// included) wait, up to appendWait, for a peer that is down to come back,
-// instead of failing at once. After each failed call hashicorp/raft backs
-// off before it tries that peer again, doubling the pause up to 10 s; with
-// calls that fail at once, a follower down for 15 s was retried only
-// about 5 s after it was back. A waiting call goes out as soon as the
-// connection is ready again, so a restarted member is caught up within
-// gRPC's reconnect delay (at most 1 s). The wait also bounds a call to a
-// peer that stopped answering, which had no deadline at all. Votes still
-// fail fast: an election must not wait for a dead peer.
-func (n *Node) awaitPeer(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoke grpc.UnaryInvoker, opts ...grpc.CallOption) error {
-	if method != "/RaftTransport/AppendEntries" {
-		return invoke(ctx, method, req, reply, cc, opts...)
-	}
-	ctx, cancel := context.WithTimeout(ctx, appendWait)
-	defer cancel()
-	defer context.AfterFunc(n.ctx, cancel)() // Close does not wait for it
-	return invoke(ctx, method, req, reply, cc, append(opts, grpc.WaitForReady(true))...)
-}
-
 // peerDialOptions are a node's options for dialing other nodes, the Raft
 // transport's included.
 func peerDialOptions(cfg Config) []grpc.DialOption {
@@ -96,7 +72,7 @@ func peerDialOptions(cfg Config) []grpc.DialOption {
 	if tlsCfg == nil && cfg.TLS != nil {
 		tlsCfg = cfg.TLS.Clone()
 	}
-	return dialOptions(tlsCfg, cfg.Dialer, cfg.maxMessageSize())
+	return dialOptions(tlsCfg, cfg.Dialer, wireMessageLimit)
 }
 
 func (p *connPool) get(addr string) (*grpc.ClientConn, error) {

@@ -19,13 +19,9 @@ import (
 
 	transport "github.com/Jille/raft-grpc-transport"
 	"github.com/hashicorp/raft"
-	"github.com/skiffkv/skiff/internal/bufpool"
 	"github.com/skiffkv/skiff/internal/dirlock"
 	"github.com/skiffkv/skiff/internal/hclogslog"
-	skiffpb "github.com/skiffkv/skiff/proto"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/experimental"
 )
 
 // Node is one member of a skiff cluster, embedded in the calling process.
@@ -142,10 +138,9 @@ func (n *Node) start() (fresh bool, err error) {
 	}
 	trans := cfg.RaftTransport
 	if trans == nil {
-		opts := append(peerDialOptions(cfg), grpc.WithChainUnaryInterceptor(n.awaitPeer))
-		n.tm = transport.New(raft.ServerAddress(n.addr), opts)
-		n.tm.Register(n.srv)
-		trans = n.tm.Transport()
+		n.tm = transport.New(raft.ServerAddress(n.addr), n.raftTransportOptions())
+		n.tm.Register(n.registrar())
+		trans = &boundedTransport{grpcTransport: n.tm.Transport().(grpcTransport), budget: appendBytes}
 	}
 	existing, err := raft.HasExistingState(n.logs, n.logs, n.snaps)
 	if err != nil {
@@ -226,38 +221,6 @@ func (n *Node) bootstrap(trans raft.Transport) error {
 	if err != nil {
 		return fmt.Errorf("bootstrap: %w", err)
 	}
-	return nil
-}
-
-// listen opens the node's port and creates its gRPC server.
-func (n *Node) listen() error {
-	lis := n.cfg.Listener
-	if lis == nil {
-		var err error
-		if lis, err = net.Listen("tcp", n.cfg.BindAddr); err != nil {
-			return fmt.Errorf("open node: %w", err)
-		}
-	}
-	n.lis = lis
-	n.addr = n.cfg.AdvertiseAddr
-	if n.addr == "" {
-		n.addr = lis.Addr().String()
-		if host, _, err := net.SplitHostPort(n.addr); err == nil {
-			if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
-				return fmt.Errorf("%w: BindAddr %s is a wildcard address; set AdvertiseAddr", ErrConfig, n.addr)
-			}
-		}
-	}
-	maxMsg := n.cfg.maxMessageSize()
-	opts := []grpc.ServerOption{grpc.MaxRecvMsgSize(maxMsg), grpc.MaxSendMsgSize(maxMsg),
-		experimental.BufferPool(bufpool.Shared)}
-	if n.cfg.TLS != nil {
-		opts = append(opts, grpc.Creds(credentials.NewTLS(n.cfg.TLS)))
-	}
-	n.srv = grpc.NewServer(opts...)
-	svc := &service{n: n}
-	skiffpb.RegisterKVServer(n.srv, svc)
-	skiffpb.RegisterClusterServer(n.srv, svc)
 	return nil
 }
 

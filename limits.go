@@ -1,0 +1,34 @@
+package skiff
+
+// Size limits that hold for every node and client, whatever their Config.
+//
+// A message's size limit is fixed rather than derived from a node's own
+// key and value limits, so that nodes configured differently still accept
+// each other's messages: the largest entry any node may write fits every
+// node's limit. Everything a node builds for the wire is bounded by a byte
+// budget below that limit (a page of a listing, a batch's answer, a watch
+// message, a Raft append), so no answer grows with the data it reads.
+const (
+	// maxKeySizeLimit and maxValueSizeLimit bound Config.MaxKeySize and
+	// Config.MaxValueSize.
+	maxKeySizeLimit   = 64 << 10
+	maxValueSizeLimit = 64 << 20
+
+	// wireMessageLimit is the largest gRPC message a node or a client sends
+	// or accepts: one maximal key and value and their framing.
+	wireMessageLimit = maxValueSizeLimit + maxKeySizeLimit + 1<<20
+
+	// pageBytes is the byte budget of one answer: a page of a listing, the
+	// results of a batch, one watch message. A page ends before the entry
+	// that would take it past the budget; its first entry is always
+	// included, so one maximal entry still fits.
+	pageBytes = 4 << 20
+
+	// appendBytes is the byte budget of one Raft AppendEntries call; see
+	// boundedTransport.
+	appendBytes = 8 << 20
+
+	// entryOverhead is counted for each entry on top of its key and value
+	// bytes: revisions, framing and protobuf tags.
+	entryOverhead = 64
+)
