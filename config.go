@@ -101,7 +101,7 @@ type Config struct {
 	// reads and deletes keep working. 0 means no limit.
 	QuotaBytes int64
 	// MaxKeySize and MaxValueSize bound one key and one value, in bytes
-	// (at most 64 KiB and 64 MiB).
+	// (at most 64 KiB and 32 MiB).
 	MaxKeySize   int
 	MaxValueSize int
 
@@ -239,7 +239,7 @@ func (c Config) validate() error {
 	case c.WatchHistory < 0 || c.WatchHistoryBytes < 0:
 		return bad("WatchHistory and WatchHistoryBytes must not be negative")
 	case c.MaxValueSize > maxValueSizeLimit:
-		return bad("MaxValueSize %d exceeds 64 MiB", c.MaxValueSize)
+		return bad("MaxValueSize %d exceeds 32 MiB", c.MaxValueSize)
 	case c.MaxKeySize > maxKeySizeLimit:
 		return bad("MaxKeySize %d exceeds 64 KiB", c.MaxKeySize)
 	case len(c.Join) > 0 && len(c.InitialCluster) > 0:

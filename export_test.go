@@ -1,5 +1,11 @@
 package skiff
 
+import (
+	"strconv"
+
+	"github.com/hashicorp/raft"
+)
+
 // SetWALSegmentSize sets raft-wal's segment size for log stores opened
 // from now on and returns a function that restores the previous size.
 // Tests that use it must not run in parallel with others.
@@ -11,3 +17,19 @@ func SetWALSegmentSize(size int) (restore func()) {
 
 // ErrorFromStatus converts a gRPC error the way the client does.
 func ErrorFromStatus(err error) error { return fromStatus(err) }
+
+// LogEntryData returns the data of the Raft log entry at index idx as
+// node n stores it.
+func LogEntryData(n *Node, idx uint64) ([]byte, error) {
+	var l raft.Log
+	if err := n.logs.GetLog(idx, &l); err != nil {
+		return nil, err
+	}
+	return l.Data, nil
+}
+
+// LastLog returns the index and term of the last entry in n's log.
+func LastLog(n *Node) (index, term uint64) {
+	term, _ = strconv.ParseUint(n.raft.Stats()["last_log_term"], 10, 64)
+	return n.raft.LastIndex(), term
+}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/skiffkv/skiff/internal/bufpool"
+	"github.com/skiffkv/skiff/internal/command"
 	skiffpb "github.com/skiffkv/skiff/proto"
 	"github.com/skiffkv/skiff/store"
 	"google.golang.org/grpc"
@@ -152,24 +153,26 @@ func (n *Node) leaderConn(ctx context.Context) (context.Context, *grpc.ClientCon
 
 // forwardWrite sends a write to the leader. Once it was sent, a failure
 // without a clear answer from the leader is ErrIndeterminate.
-func (n *Node) forwardWrite(ctx context.Context, cmd *skiffpb.Command) (*applyResult, error) {
+func (n *Node) forwardWrite(ctx context.Context, op command.Op) (*applyResult, error) {
 	fctx, conn, err := n.leaderConn(ctx)
 	if err != nil {
 		return nil, err
 	}
 	kv := skiffpb.NewKVClient(conn)
 	var res applyResult
-	switch op := cmd.Op.(type) {
-	case *skiffpb.Command_Put:
+	switch op.Kind {
+	case command.Put:
 		var resp *skiffpb.PutResponse
-		if resp, err = kv.Put(fctx, op.Put); err == nil {
+		resp, err = kv.Put(fctx, &skiffpb.PutRequest{Key: op.Key, Value: op.Value, Condition: conditionToPB(op)})
+		if err == nil {
 			res.kv = entryFromPB(resp.Kv)
 			res.prev, res.had = entryFromPB(resp.Prev), resp.Prev != nil
 		}
-	case *skiffpb.Command_Delete:
+	case command.Delete:
 		var resp *skiffpb.DeleteResponse
-		if resp, err = kv.Delete(fctx, op.Delete); err == nil {
-			res.kv = store.Entry{Key: op.Delete.Key, ModRevision: resp.Revision}
+		resp, err = kv.Delete(fctx, &skiffpb.DeleteRequest{Key: op.Key, Condition: conditionToPB(op)})
+		if err == nil {
+			res.kv = store.Entry{Key: op.Key, ModRevision: resp.Revision}
 			res.deleted = true
 		}
 	}

@@ -10,7 +10,7 @@ import (
 	"sync/atomic"
 
 	"github.com/hashicorp/raft"
-	skiffpb "github.com/skiffkv/skiff/proto"
+	"github.com/skiffkv/skiff/internal/command"
 	"github.com/skiffkv/skiff/store"
 )
 
@@ -41,6 +41,14 @@ type fsm struct {
 	// even when there are none, so that watchers see the revision advance.
 	// It runs on the apply goroutine and must not block.
 	publish func(changes []change, rev uint64, reset bool)
+
+	// failed holds the error that stopped the state machine: an entry it
+	// could not read. It then applies nothing more, since anything it did
+	// instead of that entry would make it differ from the other replicas.
+	failed atomic.Pointer[error]
+	// onFail, when set, is called once, on the apply goroutine, when the
+	// state machine stops; it must not block.
+	onFail func(error)
 }
 
 var (
@@ -59,15 +67,22 @@ type change struct {
 	hadPrev bool
 }
 
-// applyResult is what Raft hands back to the proposer of a command.
+// applyResult is the outcome of one operation.
 type applyResult struct {
-	kv   store.Entry
+	kv   store.Entry // without its value, for a delete: Key and ModRevision
 	prev store.Entry
 	had  bool
 	// deleted marks a delete; noop a delete of an absent key, which
 	// changes nothing and is not published.
 	deleted, noop bool
 	err           error
+}
+
+// entryResult is what Raft hands back to the proposer of a command entry:
+// one result per operation, or the error that stopped the state machine.
+type entryResult struct {
+	ops []applyResult
+	err error
 }
 
 func newFSM() *fsm {
@@ -101,27 +116,60 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 }
 
 // apply applies logs, which the store does not reflect yet, as one
-// transaction, and puts each entry's result in results.
+// transaction, and puts each entry's result in results. An entry it
+// cannot read stops it (see failed): the entries before it are applied,
+// that one and every later one are not.
 func (f *fsm) apply(logs []*raft.Log, results []any) {
+	if err := f.failure(); err != nil {
+		fillResults(results, err)
+		return
+	}
 	txn := f.store.Txn()
 	var changes []change
+	last := uint64(0)
 	for i, l := range logs {
-		if l.Type != raft.LogCommand {
-			continue
+		if l.Type == raft.LogCommand {
+			ops, err := decodeEntry(l)
+			if err != nil {
+				f.fail(err)
+				fillResults(results[i:], err)
+				break
+			}
+			f.written.Add(int64(len(l.Data)))
+			results[i] = applyOps(txn, l.Index, ops, &changes)
 		}
-		f.written.Add(int64(len(l.Data)))
-		res := applyCommand(txn, l)
-		results[i] = res
-		if res.err == nil && !res.noop {
-			changes = append(changes, change{deleted: res.deleted, kv: res.kv, prev: res.prev, hadPrev: res.had})
-		}
+		last = l.Index
 	}
-	last := logs[len(logs)-1].Index
+	if last == 0 {
+		txn.Discard()
+		return
+	}
 	txn.Commit(last)
 	f.setApplied(last)
 	if f.publish != nil {
 		f.publish(changes, last, false)
 	}
+}
+
+func fillResults(results []any, err error) {
+	for i := range results {
+		results[i] = &entryResult{err: err}
+	}
+}
+
+// fail stops the state machine with err; the first error stays.
+func (f *fsm) fail(err error) {
+	if f.failed.CompareAndSwap(nil, &err) && f.onFail != nil {
+		f.onFail(err)
+	}
+}
+
+// failure returns the error that stopped the state machine, if any.
+func (f *fsm) failure() error {
+	if p := f.failed.Load(); p != nil {
+		return *p
+	}
+	return nil
 }
 
 // ahead reports whether the store reflects entries that Raft has not
@@ -131,63 +179,60 @@ func (f *fsm) ahead() bool {
 	return f.appliedIndex() > f.fed.Load()
 }
 
-// applyCommand applies one entry. A failed condition or an undecodable
-// entry is a result for the proposer, never a panic: every replica reaches
-// the same verdict from the same state.
-func applyCommand(txn *store.Txn, l *raft.Log) *applyResult {
-	cmd, err := decodeCommand(l.Data)
-	if err != nil {
-		return &applyResult{err: fmt.Errorf("log entry %d: %w", l.Index, err)}
+// applyOps applies an entry's operations, in order, at revision rev, and
+// appends what changed to changes. A failed condition is a result for the
+// proposer: every replica reaches the same verdict from the same state.
+func applyOps(txn *store.Txn, rev uint64, ops []command.Op, changes *[]change) *entryResult {
+	res := &entryResult{ops: make([]applyResult, len(ops))}
+	for i, op := range ops {
+		r := applyOp(txn, rev, op)
+		if r.err == nil && !r.noop {
+			*changes = append(*changes, change{deleted: r.deleted, kv: r.kv, prev: r.prev, hadPrev: r.had})
+		}
+		r.kv.Value, r.prev.Value = nil, nil // the proposer needs the revisions only
+		res.ops[i] = r
 	}
-	switch op := cmd.Op.(type) {
-	case *skiffpb.Command_Put:
-		if c := op.Put.Condition; c.GetKind() != skiffpb.Condition_NONE {
-			cur, exists := txn.Get(op.Put.Key)
-			if err := checkCondition(c, cur, exists); err != nil {
-				return &applyResult{err: err, prev: cur, had: exists}
-			}
-		}
-		prev, had := txn.Put(op.Put.Key, op.Put.Value, l.Index)
-		kv := store.Entry{Key: op.Put.Key, Value: op.Put.Value, CreateRevision: l.Index, ModRevision: l.Index, Version: 1}
-		if had {
-			kv.CreateRevision, kv.Version = prev.CreateRevision, prev.Version+1
-		}
-		return &applyResult{kv: kv, prev: prev, had: had}
-	case *skiffpb.Command_Delete:
-		cur, exists := txn.Get(op.Delete.Key)
-		if err := checkCondition(op.Delete.Condition, cur, exists); err != nil {
-			return &applyResult{err: err, prev: cur, had: exists}
-		}
-		if !exists {
-			// Deleting an absent key succeeds and changes nothing.
-			return &applyResult{kv: store.Entry{Key: op.Delete.Key, ModRevision: l.Index}, deleted: true, noop: true}
-		}
-		prev, _ := txn.Delete(op.Delete.Key, l.Index)
-		return &applyResult{kv: store.Entry{Key: op.Delete.Key, ModRevision: l.Index}, prev: prev, had: true, deleted: true}
-	default:
-		return &applyResult{err: fmt.Errorf("%w: log entry %d has no operation", ErrCorrupt, l.Index)}
-	}
+	return res
 }
 
-func checkCondition(c *skiffpb.Condition, cur store.Entry, exists bool) error {
-	switch c.GetKind() {
-	case skiffpb.Condition_NONE:
-		return nil
-	case skiffpb.Condition_ABSENT:
+func applyOp(txn *store.Txn, rev uint64, op command.Op) applyResult {
+	if op.Cond != command.Always || op.Kind == command.Delete {
+		cur, exists := txn.Get(op.Key)
+		if err := checkCondition(op, cur, exists); err != nil {
+			return applyResult{err: err, prev: cur, had: exists}
+		}
+		if op.Kind == command.Delete && !exists {
+			// Deleting an absent key succeeds and changes nothing.
+			return applyResult{kv: store.Entry{Key: op.Key, ModRevision: rev}, deleted: true, noop: true}
+		}
+	}
+	if op.Kind == command.Delete {
+		prev, _ := txn.Delete(op.Key, rev)
+		return applyResult{kv: store.Entry{Key: op.Key, ModRevision: rev}, prev: prev, had: true, deleted: true}
+	}
+	prev, had := txn.Put(op.Key, op.Value, rev)
+	kv := store.Entry{Key: op.Key, Value: op.Value, CreateRevision: rev, ModRevision: rev, Version: 1}
+	if had {
+		kv.CreateRevision, kv.Version = prev.CreateRevision, prev.Version+1
+	}
+	return applyResult{kv: kv, prev: prev, had: had}
+}
+
+func checkCondition(op command.Op, cur store.Entry, exists bool) error {
+	switch op.Cond {
+	case command.Absent:
 		if exists {
 			return fmt.Errorf("%w: %q at revision %d", ErrExists, cur.Key, cur.ModRevision)
 		}
-		return nil
-	case skiffpb.Condition_MOD_REVISION:
+	case command.ModRevision:
 		if !exists {
-			return fmt.Errorf("%w: key is absent, want revision %d", ErrRevisionMismatch, c.ModRevision)
+			return fmt.Errorf("%w: key is absent, want revision %d", ErrRevisionMismatch, op.Rev)
 		}
-		if cur.ModRevision != c.ModRevision {
-			return fmt.Errorf("%w: %q is at revision %d, want %d", ErrRevisionMismatch, cur.Key, cur.ModRevision, c.ModRevision)
+		if cur.ModRevision != op.Rev {
+			return fmt.Errorf("%w: %q is at revision %d, want %d", ErrRevisionMismatch, cur.Key, cur.ModRevision, op.Rev)
 		}
-		return nil
 	}
-	return fmt.Errorf("%w: unknown condition %d", ErrCorrupt, c.GetKind())
+	return nil
 }
 
 func (f *fsm) setApplied(idx uint64) {
@@ -225,6 +270,9 @@ func (f *fsm) waitApplied(ctx context.Context, idx uint64) error {
 // Snapshot captures the current immutable view in O(1); Persist streams it
 // while writes go on.
 func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
+	if err := f.failure(); err != nil {
+		return nil, err
+	}
 	if f.ahead() {
 		return nil, errAhead
 	}

@@ -97,9 +97,13 @@ func (m matcher) match(key string) bool {
 	return strings.HasPrefix(key, m.key)
 }
 
-// read returns up to limit matching changes after pos and the position
-// after them, or, with nothing new, a channel closed on the next publish.
-func (h *history) read(pos position, m matcher, limit int) ([]change, position, <-chan struct{}, error) {
+// read returns matching changes after pos and the position after them,
+// or, with nothing new, a channel closed on the next publish. A page holds
+// at most limit changes and maxBytes of them (changeSize), and at least
+// one change: it ends before the revision that would take it past either
+// bound. One Raft entry's changes share a revision, and a position cannot
+// split them, so they are never split between pages.
+func (h *history) read(pos position, m matcher, limit int, maxBytes int64) ([]change, position, <-chan struct{}, error) {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	if pos.gen != h.gen {
@@ -110,14 +114,17 @@ func (h *history) read(pos position, m matcher, limit int) ([]change, position, 
 	}
 	i := sort.Search(h.n, func(i int) bool { return h.at(i).kv.ModRevision > pos.rev })
 	var out []change
+	var size int64
 	next := pos
 	for ; i < h.n; i++ {
 		c := h.at(i)
-		if len(out) == limit {
+		full := len(out) >= limit || size+changeSize(*c) > maxBytes
+		if len(out) > 0 && full && c.kv.ModRevision != next.rev {
 			return out, next, nil, nil
 		}
 		if m.match(c.kv.Key) {
 			out = append(out, *c)
+			size += changeSize(*c)
 		}
 		next.rev = c.kv.ModRevision
 	}

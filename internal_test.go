@@ -4,10 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/hashicorp/raft"
-	skiffpb "github.com/skiffkv/skiff/proto"
+	"github.com/skiffkv/skiff/internal/command"
 )
 
 func TestSnapshotPolicy(t *testing.T) {
@@ -61,39 +62,85 @@ func TestEveryErrorSurvivesTheWire(t *testing.T) {
 	}
 }
 
-func TestApplyNeverPanics(t *testing.T) {
-	f := newFSM()
-	inputs := [][]byte{nil, {}, {0}, {2, 1, 2, 3}, {commandFormatV1}, {commandFormatV1, 0xff, 0xff, 0xff}, {commandFormatV1, 0x0a, 0x05}}
-	for i, data := range inputs {
-		res := f.Apply(&raft.Log{Index: uint64(i + 1), Type: raft.LogCommand, Data: data}).(*applyResult)
-		if i > 4 && res.err == nil {
-			continue // a few of these happen to decode as empty commands
-		}
-		if !errors.Is(res.err, ErrCorrupt) {
-			t.Errorf("Apply(%x) = %v, want ErrCorrupt", data, res.err)
-		}
+// An entry the state machine cannot read stops it: it applies neither
+// that entry nor any later one, and reports ErrCorrupt naming the index,
+// where applying anything else would make this replica differ.
+func TestUnreadableEntryStopsTheStateMachine(t *testing.T) {
+	good := command.Encode([]command.Op{putOp("a", []byte("v"))})
+	flipped := append([]byte(nil), good...)
+	flipped[len(flipped)-1] ^= 0x10
+	inputs := map[string][]byte{
+		"empty":        nil,
+		"zero byte":    {0},
+		"later format": {3, 1, 2, 3},
+		"format 1 bad": {command.V1, 0xff, 0xff, 0xff},
+		"bit flip":     flipped,
+		"truncated":    good[:len(good)-2],
 	}
-	if f.store.View().Len() != 0 {
-		t.Fatalf("garbage changed the state")
+	for name, data := range inputs {
+		f := newFSM()
+		var stopped error
+		f.onFail = func(err error) { stopped = err }
+		res := f.Apply(&raft.Log{Index: 7, Type: raft.LogCommand, Data: data}).(*entryResult)
+		if !errors.Is(res.err, ErrCorrupt) || !strings.Contains(res.err.Error(), "log entry 7") {
+			t.Errorf("%s: Apply = %v, want ErrCorrupt naming entry 7", name, res.err)
+		}
+		if !errors.Is(stopped, ErrCorrupt) {
+			t.Errorf("%s: onFail got %v", name, stopped)
+		}
+		res = f.Apply(&raft.Log{Index: 8, Type: raft.LogCommand, Data: good}).(*entryResult)
+		if res.err == nil || f.store.View().Len() != 0 || f.appliedIndex() != 0 {
+			t.Errorf("%s: the state machine went on after it stopped (%v, %d keys)", name, res.err, f.store.View().Len())
+		}
+		if _, err := f.Snapshot(); err == nil {
+			t.Errorf("%s: a stopped state machine took a snapshot", name)
+		}
 	}
 }
 
-func FuzzDecodeCommand(f *testing.F) {
-	data, _ := encodeCommand(&skiffpb.Command{Op: &skiffpb.Command_Put{Put: &skiffpb.PutRequest{Key: "a/b", Value: []byte("v")}}})
-	f.Add(data)
-	f.Add([]byte{commandFormatV1})
+// One entry may carry several operations: they apply in order at the
+// entry's revision, each with its own condition and result, and watchers
+// see each change.
+func TestEntryWithSeveralOperations(t *testing.T) {
+	f := newFSM()
+	var published []change
+	f.publish = func(cs []change, rev uint64, reset bool) { published = append(published, cs...) }
+	data := command.Encode([]command.Op{
+		putOp("a", []byte("1")),
+		ifAbsent(putOp("a", []byte("2"))), // fails: a exists now
+		putOp("a", []byte("3")),
+		deleteOp("b"), // absent: succeeds, changes nothing
+	})
+	res := f.Apply(&raft.Log{Index: 5, Type: raft.LogCommand, Data: data}).(*entryResult)
+	if res.err != nil || len(res.ops) != 4 {
+		t.Fatalf("Apply = %+v", res)
+	}
+	if res.ops[0].err != nil || !errors.Is(res.ops[1].err, ErrExists) || res.ops[2].err != nil || res.ops[3].err != nil {
+		t.Fatalf("results = %+v", res.ops)
+	}
+	e, _ := f.store.View().Get("a")
+	if string(e.Value) != "3" || e.ModRevision != 5 || e.Version != 2 {
+		t.Fatalf("a = %+v, want value 3 at revision 5, version 2", e)
+	}
+	if len(published) != 2 || published[1].kv.Version != 2 {
+		t.Fatalf("published %+v, want the two puts", published)
+	}
+}
+
+func FuzzApply(f *testing.F) {
+	f.Add(command.Encode([]command.Op{putOp("a/b", []byte("v")), ifRevision(deleteOp("a/b"), 3)}))
+	f.Add([]byte{command.V1, 0x0a, 0x05})
 	f.Fuzz(func(t *testing.T, data []byte) {
 		fsm := newFSM()
-		fsm.Apply(&raft.Log{Index: 1, Type: raft.LogCommand, Data: data})
+		res := fsm.Apply(&raft.Log{Index: 1, Type: raft.LogCommand, Data: data}).(*entryResult)
+		if res.err != nil && fsm.store.View().Len() != 0 {
+			t.Fatalf("a refused entry changed the state")
+		}
 	})
 }
 
 func putLog(idx uint64, key string, value []byte) *raft.Log {
-	data, err := encodeCommand(&skiffpb.Command{Op: &skiffpb.Command_Put{Put: &skiffpb.PutRequest{Key: key, Value: value}}})
-	if err != nil {
-		panic(err)
-	}
-	return &raft.Log{Index: idx, Type: raft.LogCommand, Data: data}
+	return &raft.Log{Index: idx, Type: raft.LogCommand, Data: command.Encode([]command.Op{putOp(key, value)})}
 }
 
 // BenchmarkApply measures the state machine applying batches of puts of

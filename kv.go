@@ -5,7 +5,7 @@ import (
 	"context"
 	"fmt"
 
-	skiffpb "github.com/skiffkv/skiff/proto"
+	"github.com/skiffkv/skiff/internal/command"
 	"github.com/skiffkv/skiff/store"
 )
 
@@ -115,13 +115,13 @@ func collectReadOptions(opts []ReadOption) (readOptions, error) {
 
 // Put sets key to value and returns the revision of the write.
 func (n *Node) Put(ctx context.Context, key string, value []byte) (uint64, error) {
-	return n.put(ctx, key, value, nil)
+	return n.put(ctx, putOp(key, value))
 }
 
 // Create sets key to value only if key does not exist, and fails with an
 // error wrapping ErrExists otherwise.
 func (n *Node) Create(ctx context.Context, key string, value []byte) (uint64, error) {
-	return n.put(ctx, key, value, &skiffpb.Condition{Kind: skiffpb.Condition_ABSENT})
+	return n.put(ctx, ifAbsent(putOp(key, value)))
 }
 
 // CompareAndSwap sets key to value only if the key's ModRevision equals
@@ -129,13 +129,11 @@ func (n *Node) Create(ctx context.Context, key string, value []byte) (uint64, er
 // otherwise. Of many concurrent swaps from the same revision exactly one
 // succeeds.
 func (n *Node) CompareAndSwap(ctx context.Context, key string, value []byte, modRevision uint64) (uint64, error) {
-	return n.put(ctx, key, value, &skiffpb.Condition{Kind: skiffpb.Condition_MOD_REVISION, ModRevision: modRevision})
+	return n.put(ctx, ifRevision(putOp(key, value), modRevision))
 }
 
-func (n *Node) put(ctx context.Context, key string, value []byte, cond *skiffpb.Condition) (uint64, error) {
-	res, err := n.propose(ctx, &skiffpb.Command{Op: &skiffpb.Command_Put{
-		Put: &skiffpb.PutRequest{Key: key, Value: value, Condition: cond},
-	}})
+func (n *Node) put(ctx context.Context, op command.Op) (uint64, error) {
+	res, err := n.propose(ctx, op)
 	if err != nil {
 		return 0, err
 	}
@@ -144,19 +142,15 @@ func (n *Node) put(ctx context.Context, key string, value []byte, cond *skiffpb.
 
 // Delete removes key. Deleting a key that does not exist succeeds.
 func (n *Node) Delete(ctx context.Context, key string) error {
-	_, err := n.propose(ctx, deleteCommand(key, nil))
+	_, err := n.propose(ctx, deleteOp(key))
 	return err
 }
 
 // DeleteIf removes key only if its ModRevision equals modRevision, and
 // fails with an error wrapping ErrRevisionMismatch otherwise.
 func (n *Node) DeleteIf(ctx context.Context, key string, modRevision uint64) error {
-	_, err := n.propose(ctx, deleteCommand(key, &skiffpb.Condition{Kind: skiffpb.Condition_MOD_REVISION, ModRevision: modRevision}))
+	_, err := n.propose(ctx, ifRevision(deleteOp(key), modRevision))
 	return err
-}
-
-func deleteCommand(key string, cond *skiffpb.Condition) *skiffpb.Command {
-	return &skiffpb.Command{Op: &skiffpb.Command_Delete{Delete: &skiffpb.DeleteRequest{Key: key, Condition: cond}}}
 }
 
 // Get returns key's value and revisions, or an error wrapping ErrNotFound.

@@ -1,5 +1,7 @@
 package skiff
 
+import "github.com/skiffkv/skiff/store"
+
 // Size limits that hold for every node and client, whatever their Config.
 //
 // A message's size limit is fixed rather than derived from a node's own
@@ -12,11 +14,12 @@ const (
 	// maxKeySizeLimit and maxValueSizeLimit bound Config.MaxKeySize and
 	// Config.MaxValueSize.
 	maxKeySizeLimit   = 64 << 10
-	maxValueSizeLimit = 64 << 20
+	maxValueSizeLimit = 32 << 20
 
 	// wireMessageLimit is the largest gRPC message a node or a client sends
-	// or accepts: one maximal key and value and their framing.
-	wireMessageLimit = maxValueSizeLimit + maxKeySizeLimit + 1<<20
+	// or accepts: one maximal change with its previous value (a watch event
+	// with WithPrevValue) and the framing around it.
+	wireMessageLimit = 2*(maxValueSizeLimit+maxKeySizeLimit) + 1<<20
 
 	// pageBytes is the byte budget of one answer: a page of a listing, the
 	// results of a batch, one watch message. A page ends before the entry
@@ -32,3 +35,6 @@ const (
 	// bytes: revisions, framing and protobuf tags.
 	entryOverhead = 64
 )
+
+// entrySize is what an entry adds to an answer, near enough.
+func entrySize(e store.Entry) int { return len(e.Key) + len(e.Value) + entryOverhead }

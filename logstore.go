@@ -24,6 +24,14 @@ const (
 	idFile      = "node-id"
 )
 
+// logPath is the file or directory of the node's log store, for messages.
+func (n *Node) logPath() string {
+	if n.kind == LogStoreWAL {
+		return filepath.Join(n.cfg.Dir, walDir)
+	}
+	return filepath.Join(n.cfg.Dir, boltFile)
+}
+
 // logStore is the Raft log plus Raft's stable store (term, vote), which
 // both implementations keep in the same files.
 type logStore interface {

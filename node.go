@@ -55,6 +55,11 @@ type Node struct {
 	cancel    context.CancelFunc
 	closeOnce sync.Once
 	closeErr  error
+	done      chan struct{} // closed when shutdown has finished
+
+	stopMu  sync.Mutex
+	fatal   error // what stopped the node by itself; see stop
+	running bool  // Open has returned the node
 	// recorded is the index last written to appliedFile; used by the
 	// snapshot loop, then by shutdown.
 	recorded uint64
@@ -82,7 +87,7 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	n := &Node{cfg: cfg, log: cfg.Logger}
+	n := &Node{cfg: cfg, log: cfg.Logger, done: make(chan struct{})}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.peers = newConnPool(peerDialOptions(cfg))
 	fresh, err := n.start()
@@ -98,6 +103,14 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	n.wg.Add(1)
 	go n.snapshotLoop()
+	n.stopMu.Lock()
+	n.running = true
+	err = n.fatal
+	n.stopMu.Unlock()
+	if err != nil {
+		n.shutdown()
+		return nil, err
+	}
 	return n, nil
 }
 
@@ -123,6 +136,7 @@ func (n *Node) start() (fresh bool, err error) {
 		return false, fmt.Errorf("open snapshot store: %w", err)
 	}
 	n.fsm = newFSM()
+	n.fsm.onFail = n.stop
 	n.hist = newHistory(cfg.WatchHistory, cfg.WatchHistoryBytes)
 	n.fsm.publish = n.hist.publish
 	ahead, err := n.restoreLatest()
@@ -445,7 +459,49 @@ func (n *Node) shutdown() {
 		errs = append(errs, n.lock.Release())
 		n.closeErr = errors.Join(errs...)
 		n.log.Info("node closed")
+		close(n.done)
 	})
+}
+
+// stop ends the node because of err, when a part of it finds that the
+// node cannot go on safely (an entry it cannot read, a disk that refuses
+// writes). Err returns err from then on, and calls fail with ErrClosed.
+// stop does not wait for the node to close; during Open, Open fails with
+// err instead.
+func (n *Node) stop(err error) {
+	n.stopMu.Lock()
+	defer n.stopMu.Unlock()
+	if n.fatal != nil {
+		return
+	}
+	n.fatal = err
+	n.log.Error("node stopping", "err", err)
+	if n.running {
+		go n.shutdown()
+	}
+}
+
+// Err returns the error that made the node stop by itself, such as a
+// damaged log entry (ErrCorrupt) or a data dir that refuses writes; nil
+// while the node runs and after an ordinary Close. A node that stopped by
+// itself closed its port and released its data dir, as Close does.
+func (n *Node) Err() error {
+	n.stopMu.Lock()
+	defer n.stopMu.Unlock()
+	return n.fatal
+}
+
+// Done returns a channel that is closed once the node has stopped,
+// whether by Close or by itself (see Err).
+func (n *Node) Done() <-chan struct{} { return n.done }
+
+// errClosed is the error of a call to a closed node: ErrClosed, with the
+// reason the node stopped when it stopped by itself.
+func (n *Node) errClosed() error {
+	if err := n.Err(); err != nil {
+		return fmt.Errorf("%w: the node stopped: %w", ErrClosed, err)
+	}
+	return ErrClosed
 }
 
 // withDefaultTimeout gives ctx a deadline of defaultTimeout if it has none.

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	"github.com/skiffkv/skiff/internal/command"
 )
 
 // appliedFile records an index this node's state machine had applied.
@@ -81,9 +83,14 @@ func (n *Node) replayCommitted(ahead *logReader) (*scanCache, error) {
 	n.recorded = upTo
 	last, err := n.logs.LastIndex()
 	if err != nil {
-		return nil, fmt.Errorf("read log: %w", err)
+		return nil, fmt.Errorf("%w: read log %s: %w", ErrCorrupt, n.logPath(), err)
 	}
-	upTo = min(upTo, last)
+	if err := n.checkLogState(from-1, upTo, last); err != nil {
+		return nil, err
+	}
+	if err := checkEntries(read, from); err != nil {
+		return nil, fmt.Errorf("replay %s: %w", n.logPath(), err)
+	}
 	if upTo < from {
 		return scan, nil
 	}
@@ -116,8 +123,68 @@ func (n *Node) replayCommitted(ahead *logReader) (*scanCache, error) {
 		}
 	}
 	flush()
+	if err := n.fsm.failure(); err != nil {
+		return nil, fmt.Errorf("replay %s: %w", n.logPath(), err)
+	}
 	n.log.Info("replayed committed log entries", "from", from, "to", n.fsm.appliedIndex(), "took", time.Since(start))
 	return scan, nil
+}
+
+// keyCurrentTerm is the key under which hashicorp/raft keeps the current
+// term in its stable store.
+var keyCurrentTerm = []byte("CurrentTerm")
+
+// checkLogState refuses a log store that has lost what the rest of the
+// data dir proves it held. snap is the newest snapshot's index (0 for
+// none), applied the recorded applied index, last the log's last index.
+//
+//   - Every member that ever had state has a term. A dir with a snapshot
+//     or an applied index but no term lost its log store (a raft.db
+//     truncated to nothing opens as an empty database); starting would
+//     let this node vote again in terms it has voted in.
+//   - Every entry up to the applied index is committed, and is in the
+//     snapshot or in the log: a log that ends before it lost committed
+//     entries, which a node must not serve or vote without.
+func (n *Node) checkLogState(snap, applied, last uint64) error {
+	if snap == 0 && applied == 0 {
+		return nil
+	}
+	term, err := n.logs.GetUint64(keyCurrentTerm)
+	if err != nil && !errors.Is(err, raftboltdb.ErrKeyNotFound) {
+		return fmt.Errorf("%w: read the current term from %s: %w", ErrCorrupt, n.logPath(), err)
+	}
+	if term == 0 {
+		return fmt.Errorf("%w: %s holds no Raft term although the node has a snapshot at %d and applied up to %d: the log store was lost or replaced",
+			ErrCorrupt, n.logPath(), snap, applied)
+	}
+	if applied > max(last, snap) {
+		return fmt.Errorf("%w: %s ends at entry %d, but entries up to %d were applied (%s): committed entries are missing",
+			ErrCorrupt, n.logPath(), last, applied, filepath.Join(n.cfg.Dir, appliedFile))
+	}
+	return nil
+}
+
+// checkEntries checks the entries read from the log at open, which start
+// at index first: consecutive indexes, known types, and commands whose
+// checksums hold. An entry that fails would stop the node when it is
+// applied, or make hashicorp/raft panic; better to refuse to open, naming
+// it.
+func checkEntries(entries []*raft.Log, first uint64) error {
+	for i, l := range entries {
+		if want := first + uint64(i); l.Index != want {
+			return fmt.Errorf("%w: log entry %d is stored as entry %d", ErrCorrupt, want, l.Index)
+		}
+		switch l.Type {
+		case raft.LogCommand:
+			if err := command.Verify(l.Data); err != nil {
+				return fmt.Errorf("%w: log entry %d: %w", ErrCorrupt, l.Index, err)
+			}
+		case raft.LogNoop, raft.LogBarrier, raft.LogConfiguration, raft.LogAddPeerDeprecated, raft.LogRemovePeerDeprecated:
+		default:
+			return fmt.Errorf("%w: log entry %d has unknown type %d", ErrCorrupt, l.Index, l.Type)
+		}
+	}
+	return nil
 }
 
 // logReader reads the log from an index on, in the background, up to

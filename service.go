@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/hashicorp/raft"
+	"github.com/skiffkv/skiff/internal/command"
 	skiffpb "github.com/skiffkv/skiff/proto"
 	"google.golang.org/grpc/metadata"
 )
@@ -33,15 +34,15 @@ func (s *service) status(err error) error {
 
 // write serves a write. A forwarded one is applied here only if this node
 // leads; anything else goes through the normal path.
-func (s *service) write(ctx context.Context, cmd *skiffpb.Command) (*applyResult, error) {
+func (s *service) write(ctx context.Context, op command.Op) (*applyResult, error) {
 	n := s.n
 	if !forwarded(ctx) {
-		return n.propose(ctx, cmd)
+		return n.propose(ctx, op)
 	}
 	if n.isClosed() {
-		return nil, ErrClosed
+		return nil, n.errClosed()
 	}
-	if err := n.validateCommand(cmd); err != nil {
+	if err := n.validateOp(op); err != nil {
 		return nil, err
 	}
 	if n.raft.State() != raft.Leader {
@@ -49,7 +50,7 @@ func (s *service) write(ctx context.Context, cmd *skiffpb.Command) (*applyResult
 	}
 	ctx, cancel := withDefaultTimeout(ctx)
 	defer cancel()
-	return n.applyLocal(ctx, cmd)
+	return n.applyLocal(ctx, op)
 }
 
 func (s *service) Put(ctx context.Context, req *skiffpb.PutRequest) (*skiffpb.PutResponse, error) {
@@ -60,8 +61,14 @@ func (s *service) Put(ctx context.Context, req *skiffpb.PutRequest) (*skiffpb.Pu
 	return resp, nil
 }
 
+// put serves a Put. The answer carries the key's revisions, not its
+// value, which the caller has.
 func (s *service) put(ctx context.Context, req *skiffpb.PutRequest) (*skiffpb.PutResponse, error) {
-	res, err := s.write(ctx, &skiffpb.Command{Op: &skiffpb.Command_Put{Put: req}})
+	op, err := opFromPut(req)
+	if err != nil {
+		return nil, err
+	}
+	res, err := s.write(ctx, op)
 	if err != nil {
 		return nil, err
 	}
@@ -81,7 +88,11 @@ func (s *service) Delete(ctx context.Context, req *skiffpb.DeleteRequest) (*skif
 }
 
 func (s *service) delete(ctx context.Context, req *skiffpb.DeleteRequest) (*skiffpb.DeleteResponse, error) {
-	res, err := s.write(ctx, &skiffpb.Command{Op: &skiffpb.Command_Delete{Delete: req}})
+	op, err := opFromDelete(req)
+	if err != nil {
+		return nil, err
+	}
+	res, err := s.write(ctx, op)
 	if err != nil {
 		return nil, err
 	}

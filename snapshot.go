@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
-	skiffpb "github.com/skiffkv/skiff/proto"
 )
 
 // Status is a node's view of itself and the cluster.
@@ -160,7 +159,7 @@ func (n *Node) Restore(ctx context.Context, r io.Reader) error {
 	// Commit a command after the restore, so that every node's applied
 	// index moves past the indexes reads may wait for. It is a delete
 	// whose condition cannot hold, so it changes nothing.
-	marker := deleteCommand("skiff/restore", &skiffpb.Condition{Kind: skiffpb.Condition_MOD_REVISION, ModRevision: math.MaxUint64})
+	marker := ifRevision(deleteOp("skiff/restore"), math.MaxUint64)
 	if _, err := n.applyLocal(ctx, marker); err != nil && !errors.Is(err, ErrRevisionMismatch) {
 		return fmt.Errorf("restore: %w", err)
 	}

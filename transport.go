@@ -232,8 +232,8 @@ func (t *boundedTransport) AppendEntriesPipeline(id raft.ServerID, target raft.S
 	return p, nil
 }
 
-// entrySize is what an entry adds to an append message, near enough.
-func entrySize(l *raft.Log) int { return len(l.Data) + len(l.Extensions) + entryOverhead }
+// logEntrySize is what an entry adds to an append message, near enough.
+func logEntrySize(l *raft.Log) int { return len(l.Data) + len(l.Extensions) + entryOverhead }
 
 // splitEntries cuts entries into runs of at most budget bytes; a run
 // holds at least one entry. No entries give one empty run (a heartbeat).
@@ -241,7 +241,7 @@ func splitEntries(entries []*raft.Log, budget int) [][]*raft.Log {
 	var parts [][]*raft.Log
 	start, size := 0, 0
 	for i, l := range entries {
-		s := entrySize(l)
+		s := logEntrySize(l)
 		if i > start && size+s > budget {
 			parts = append(parts, entries[start:i])
 			start, size = i, 0

@@ -259,7 +259,8 @@ type subscription struct {
 	start  position // when !o.initial
 }
 
-// watchPage bounds the changes or initial entries in one batch.
+// watchPage bounds the changes or initial entries in one batch; pageBytes
+// bounds their size.
 const watchPage = 256
 
 // progressEvery is how often a watch with no matching changes still
@@ -314,7 +315,7 @@ func (s *subscription) run(ctx context.Context, send func(watchBatch) error) err
 	}
 	lastSent := time.Now()
 	for {
-		changes, next, wait, err := h.read(pos, s.m, watchPage)
+		changes, next, wait, err := h.read(pos, s.m, watchPage, pageBytes)
 		if err != nil {
 			var ce *CompactedError
 			if errors.As(err, &ce) && !ce.Reset {
@@ -355,12 +356,13 @@ func (s *subscription) sendInitial(ctx context.Context, send func(watchBatch) er
 		return position{}, err
 	}
 	var page []store.Entry
+	size := 0
 	flush := func() error {
 		if len(page) == 0 {
 			return nil
 		}
 		err := send(watchBatch{initial: page, initialPage: true})
-		page = nil
+		page, size = nil, 0
 		return err
 	}
 	if s.m.exact {
@@ -369,7 +371,11 @@ func (s *subscription) sendInitial(ctx context.Context, send func(watchBatch) er
 		}
 	} else {
 		view.Range(s.prefix, "", func(e store.Entry) bool {
+			if len(page) > 0 && size+entrySize(e) > pageBytes {
+				err = flush()
+			}
 			page = append(page, e)
+			size += entrySize(e)
 			if len(page) == watchPage {
 				err = flush()
 			}
