@@ -90,8 +90,7 @@ func (s *service) batchGets(ctx context.Context, ops []*skiffpb.Op, idx []int, s
 
 func (s *service) opResult(ok *skiffpb.OpResult, err error) *skiffpb.OpResult {
 	if err != nil {
-		_, leader := s.n.Leader()
-		return &skiffpb.OpResult{Result: &skiffpb.OpResult_Error{Error: toOpError(err, leader)}}
+		return &skiffpb.OpResult{Result: &skiffpb.OpResult_Error{Error: toOpError(err, s.leaderAddr())}}
 	}
 	return ok
 }

@@ -48,6 +48,7 @@ type clientOptions struct {
 	callTimeout time.Duration
 	stale       bool
 	maxMsg      int
+	token       string
 }
 
 // ClientOption configures Dial.
@@ -55,6 +56,11 @@ type ClientOption func(*clientOptions)
 
 // WithTLS dials the nodes with TLS (set Certificates for mutual TLS).
 func WithTLS(cfg *tls.Config) ClientOption { return func(o *clientOptions) { o.tls = cfg } }
+
+// WithToken authenticates the client with a bearer token, which the nodes
+// map to a role (Config.ClientTokens). Without TLS the token crosses the
+// network in clear.
+func WithToken(token string) ClientOption { return func(o *clientOptions) { o.token = token } }
 
 // WithDialer replaces the network dialer, for example to reach a
 // skifftest cluster.
@@ -95,7 +101,11 @@ func Dial(ctx context.Context, addrs []string, opts ...ClientOption) (*Client, e
 	if len(addrs) == 0 {
 		return nil, fmt.Errorf("%w: Dial needs at least one address", ErrInvalidArgument)
 	}
-	c := &Client{opts: o, seeds: append([]string(nil), addrs...), pool: newConnPool(dialOptions(o.tls, o.dialer, o.maxMsg))}
+	dopts := dialOptions(o.tls, o.dialer, o.maxMsg)
+	if o.token != "" {
+		dopts = append(dopts, grpc.WithPerRPCCredentials(tokenCreds(o.token)))
+	}
+	c := &Client{opts: o, seeds: append([]string(nil), addrs...), pool: newConnPool(dopts)}
 	for k := range c.batchers {
 		c.batchers[k] = &batcher{c: c, kind: batchKind(k)}
 	}
@@ -169,12 +179,14 @@ func (c *Client) refreshLeader(ctx context.Context) error {
 			return err
 		}
 		if !ready(ctx, cc) {
-			last = fmt.Errorf("%w: %s is unreachable", ErrUnavailable, addr)
+			last = unreachable(ctx, addr, cc)
 			continue
 		}
 		st, err := skiffpb.NewClusterClient(cc).Status(ctx, &skiffpb.StatusRequest{})
 		if err != nil {
-			last = fromStatus(err)
+			if last = fromStatus(err); errors.Is(last, ErrPermissionDenied) {
+				return last // every node would say the same
+			}
 			continue
 		}
 		c.setLeader(st.LeaderAddress)
@@ -182,6 +194,9 @@ func (c *Client) refreshLeader(ctx context.Context) error {
 	}
 	if ctx.Err() != nil {
 		return fmt.Errorf("%w: %w", ErrUnavailable, ctxError(ctx, "reaching a node"))
+	}
+	if errors.Is(last, ErrUnavailable) {
+		return fmt.Errorf("no node answered: %w", last)
 	}
 	return fmt.Errorf("%w: no node answered: %w", ErrUnavailable, last)
 }
@@ -233,7 +248,7 @@ func (c *Client) attempts(ctx context.Context, preferLeader bool,
 			}
 			if !ready(ctx, cc) {
 				c.forgetLeader(addr)
-				last = fmt.Errorf("%w: %s is unreachable", ErrUnavailable, addr)
+				last = unreachable(ctx, addr, cc)
 				if ctx.Err() != nil {
 					break
 				}

@@ -105,7 +105,7 @@ func (c *Client) Status(ctx context.Context, addr string) (Status, error) {
 	return Status{
 		ID: st.Id, Address: st.Address, State: st.State, LeaderID: st.LeaderId, LeaderAddress: st.LeaderAddress,
 		Term: st.Term, CommitIndex: st.CommitIndex, AppliedIndex: st.AppliedIndex,
-		LastSnapshotIndex: st.LastSnapshotIndex, Keys: int(st.Keys), Bytes: st.Bytes,
+		LastSnapshotIndex: st.LastSnapshotIndex, Keys: int(st.Keys), Bytes: st.Bytes, ClientAddress: st.ClientAddress,
 	}, nil
 }
 

@@ -126,7 +126,7 @@ func (cw *clientWatch) stream(ctx context.Context, addr string, opened func()) e
 		return err
 	}
 	if !ready(ctx, cc) {
-		return fmt.Errorf("%w: %s is unreachable", ErrUnavailable, addr)
+		return unreachable(ctx, addr, cc)
 	}
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()

@@ -121,6 +121,43 @@ type Config struct {
 	TLS     *tls.Config
 	PeerTLS *tls.Config
 
+	// Who may call the node's port: see README's "Security". A node that
+	// authenticates its peers (ClusterSecret, PeerNames) gives network
+	// clients the role their credentials name; one that does not is open
+	// to every caller, and may only listen on a loopback address unless
+	// InsecureOpen is set.
+
+	// ClusterSecret, when set, is what members prove they are members
+	// with: every call one node makes to another carries it, and a caller
+	// without it is no peer. Every member needs the same secret, of at
+	// least 16 bytes. Without TLS it crosses the network in clear.
+	ClusterSecret string
+	// PeerNames, with TLS verifying client certificates, lists the
+	// certificate identities (a DNS or URI SAN, or the subject CN) that
+	// are peers; "*.example.com" matches any one first label. With
+	// ClusterSecret set too, a peer needs both.
+	PeerNames []string
+	// ClientTokens gives network clients a role by bearer token (see
+	// WithToken); ClientNames by certificate identity, matched as
+	// PeerNames are. A client with neither has AnonymousRole; empty means
+	// none, and its every call is refused with ErrPermissionDenied.
+	ClientTokens  map[string]Role
+	ClientNames   map[string]Role
+	AnonymousRole Role
+	// InsecureOpen lets a node that authenticates no peers listen on an
+	// address other than loopback. Then anyone who reaches the port can
+	// do anything, forging Raft messages included; Open logs a warning.
+	InsecureOpen bool
+
+	// ClientBindAddr, when set, serves network clients on a port of their
+	// own, and BindAddr serves peers only (Raft, forwarding, joins), like
+	// etcd's client and peer URLs. ClientAdvertiseAddr is the address
+	// clients use (empty: the bound one); ClientListener replaces
+	// ClientBindAddr as Listener does BindAddr. Both ports use TLS.
+	ClientBindAddr      string
+	ClientAdvertiseAddr string
+	ClientListener      net.Listener
+
 	// Logger receives the node's logs, hashicorp/raft's included. Nil
 	// means slog.Default().
 	Logger *slog.Logger
@@ -245,6 +282,9 @@ func (c Config) validate() error {
 	case len(c.Join) > 0 && len(c.InitialCluster) > 0:
 		return bad("Join and InitialCluster are mutually exclusive")
 	}
+	if err := c.validateTrust(); err != nil {
+		return err
+	}
 	if c.ID != "" {
 		if err := validateID(c.ID); err != nil {
 			return fmt.Errorf("%w: %w", ErrConfig, err)
@@ -256,6 +296,36 @@ func (c Config) validate() error {
 		}
 		if p.Address == "" {
 			return bad("InitialCluster member %q has no address", p.ID)
+		}
+	}
+	return nil
+}
+
+// validateTrust checks the security settings for consistency; whether an
+// open node may listen where it does is decided when it listens.
+func (c Config) validateTrust() error {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: "+format, append([]any{ErrConfig}, args...)...)
+	}
+	peersAuthenticated := c.ClusterSecret != "" || len(c.PeerNames) > 0
+	switch {
+	case c.ClusterSecret != "" && len(c.ClusterSecret) < 16:
+		return bad("ClusterSecret must be at least 16 bytes")
+	case (len(c.PeerNames) > 0 || len(c.ClientNames) > 0) && !verifiesClients(c.TLS):
+		return bad("PeerNames and ClientNames need TLS that verifies client certificates (TLS.ClientAuth = tls.RequireAndVerifyClientCert, and ClientCAs)")
+	case !peersAuthenticated && (len(c.ClientTokens) > 0 || len(c.ClientNames) > 0 || c.AnonymousRole != ""):
+		return bad("client roles need peers to be authenticated (ClusterSecret or PeerNames); without that every caller is a member and may do anything")
+	case c.AnonymousRole != "" && !c.AnonymousRole.valid():
+		return bad("unknown AnonymousRole %q", c.AnonymousRole)
+	}
+	for tok, role := range c.ClientTokens {
+		if tok == "" || !role.valid() {
+			return bad("ClientTokens: empty token or unknown role %q", role)
+		}
+	}
+	for name, role := range c.ClientNames {
+		if name == "" || !role.valid() {
+			return bad("ClientNames: empty name or unknown role %q", role)
 		}
 	}
 	return nil

@@ -66,4 +66,8 @@ var (
 	ErrConfig = errors.New("skiff: invalid config")
 	// ErrUnavailable: the node could not be reached.
 	ErrUnavailable = errors.New("skiff: node unavailable")
+	// ErrPermissionDenied: the node refused the call: the caller is not a
+	// member and the call is for members only, its credentials are missing
+	// or invalid, or its role does not allow the call. Nothing changed.
+	ErrPermissionDenied = errors.New("skiff: permission denied")
 )

@@ -21,6 +21,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/experimental"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 )
 
 // metaForwarded marks a request one node forwarded to another. Its
@@ -73,7 +74,11 @@ func peerDialOptions(cfg Config) []grpc.DialOption {
 	if tlsCfg == nil && cfg.TLS != nil {
 		tlsCfg = cfg.TLS.Clone()
 	}
-	return dialOptions(tlsCfg, cfg.Dialer, wireMessageLimit)
+	opts := dialOptions(tlsCfg, cfg.Dialer, wireMessageLimit)
+	if cfg.ClusterSecret != "" {
+		opts = append(opts, grpc.WithPerRPCCredentials(secretCreds(cfg.ClusterSecret)))
+	}
+	return opts
 }
 
 func (p *connPool) get(addr string) (*grpc.ClientConn, error) {
@@ -131,6 +136,37 @@ func ready(ctx context.Context, conn *grpc.ClientConn) bool {
 	}
 }
 
+// unreachable explains why conn to addr is not ready. gRPC keeps the
+// reason its last connection attempt failed and gives it to a call that
+// fails fast; a TLS failure is called one, since "unreachable" would send
+// the operator looking at the network instead of the certificates.
+func unreachable(ctx context.Context, addr string, conn *grpc.ClientConn) error {
+	ctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	defer cancel()
+	_, err := skiffpb.NewClusterClient(conn).Status(ctx, &skiffpb.StatusRequest{})
+	why := status.Convert(err).Message()
+	if tlsFailure(why) {
+		return fmt.Errorf("%w: %s: TLS failed (does the node use TLS, and does the client trust its certificate and present one it accepts?): %s",
+			ErrUnavailable, addr, why)
+	}
+	if why == "" {
+		return fmt.Errorf("%w: %s is unreachable", ErrUnavailable, addr)
+	}
+	return fmt.Errorf("%w: %s is unreachable: %s", ErrUnavailable, addr, why)
+}
+
+// tlsFailure reports whether a connection error is a TLS one: a failed
+// handshake, or a plaintext client whose server speaks TLS (it answers
+// with a TLS alert, which breaks the HTTP/2 preface).
+func tlsFailure(msg string) bool {
+	for _, s := range []string{"tls:", "x509:", "authentication handshake failed", "server preface", "first record does not look like a TLS handshake"} {
+		if strings.Contains(msg, s) {
+			return true
+		}
+	}
+	return false
+}
+
 // leaderConn returns a connection to the leader this node knows of, with
 // an outgoing context marking the request as forwarded.
 func (n *Node) leaderConn(ctx context.Context) (context.Context, *grpc.ClientConn, error) {
@@ -146,7 +182,7 @@ func (n *Node) leaderConn(ctx context.Context) (context.Context, *grpc.ClientCon
 		return nil, nil, err
 	}
 	if !ready(ctx, conn) {
-		return nil, nil, fmt.Errorf("%w: leader %s is unreachable", ErrUnavailable, addr)
+		return nil, nil, fmt.Errorf("leader: %w", unreachable(ctx, addr, conn))
 	}
 	return metadata.AppendToOutgoingContext(ctx, metaForwarded, n.id), conn, nil
 }
@@ -237,4 +273,62 @@ func entryToPB(e store.Entry) *skiffpb.KeyValue {
 
 func kvToPB(kv *KeyValue) *skiffpb.KeyValue {
 	return &skiffpb.KeyValue{Key: kv.Key, Value: kv.Value, CreateRevision: kv.CreateRevision, ModRevision: kv.ModRevision, Version: kv.Version}
+}
+
+// clientAddrs remembers the client addresses of other members, by their
+// peer address, when members serve clients on ports of their own.
+type clientAddrs struct {
+	mu      sync.Mutex
+	known   map[string]clientAddr
+	pending map[string]bool
+}
+
+type clientAddr struct {
+	addr    string
+	learned time.Time
+}
+
+// clientAddrTTL is how long a learned client address is used before it
+// is looked up again (a member may come back on another port).
+const clientAddrTTL = time.Minute
+
+// clientAddrOf returns the client address of the member whose peer
+// address is addr: this node's own, or one learned from that member's
+// Status. While an address is being looked up, in the background, it
+// returns "": it is only ever used as a hint.
+func (n *Node) clientAddrOf(addr string) string {
+	if addr == n.addr {
+		return n.clientAddr
+	}
+	c := &n.clientAddrs
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if k, ok := c.known[addr]; ok && time.Since(k.learned) < clientAddrTTL {
+		return k.addr
+	}
+	if !c.pending[addr] && !n.isClosed() {
+		if c.pending == nil {
+			c.pending, c.known = map[string]bool{}, map[string]clientAddr{}
+		}
+		c.pending[addr] = true
+		go n.lookUpClientAddr(addr)
+	}
+	return c.known[addr].addr
+}
+
+func (n *Node) lookUpClientAddr(addr string) {
+	ctx, cancel := context.WithTimeout(n.ctx, 5*time.Second)
+	defer cancel()
+	var st *skiffpb.StatusResponse
+	conn, err := n.peers.get(addr)
+	if err == nil {
+		st, err = skiffpb.NewClusterClient(conn).Status(ctx, &skiffpb.StatusRequest{})
+	}
+	c := &n.clientAddrs
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.pending, addr)
+	if err == nil && st.ClientAddress != "" {
+		c.known[addr] = clientAddr{addr: st.ClientAddress, learned: time.Now()}
+	}
 }

@@ -223,7 +223,7 @@ func (n *Node) join(ctx context.Context) error {
 			n.log.Info("joined cluster", "via", addr)
 			return nil
 		}
-		if errors.Is(last, ErrMemberConflict) || errors.Is(last, ErrInvalidArgument) || errors.Is(last, ErrConfig) {
+		if errors.Is(last, ErrMemberConflict) || errors.Is(last, ErrInvalidArgument) || errors.Is(last, ErrConfig) || errors.Is(last, ErrPermissionDenied) {
 			return fmt.Errorf("join via %s: %w", addr, last)
 		}
 		n.log.Warn("join attempt failed", "via", addr, "err", last)

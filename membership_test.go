@@ -132,8 +132,9 @@ func TestStaticInitialCluster(t *testing.T) {
 	}
 }
 
-// staticCluster opens n nodes on loopback ports, all listed up front.
-func staticCluster(t *testing.T, n int) ([]*skiff.Node, []skiff.Config) {
+// staticCluster opens n nodes on loopback ports, all listed up front;
+// configure, if given, adjusts each node's Config.
+func staticCluster(t *testing.T, n int, configure ...func(i int, cfg *skiff.Config)) ([]*skiff.Node, []skiff.Config) {
 	// Reserve three addresses by opening and closing listeners would race;
 	// instead start each node on its own port and give the others the list.
 	cfgs := make([]skiff.Config, n)
@@ -142,6 +143,9 @@ func staticCluster(t *testing.T, n int) ([]*skiff.Node, []skiff.Config) {
 		cfgs[i] = testConfig(t.TempDir())
 		cfgs[i].ID = fmt.Sprintf("s%d", i)
 		cfgs[i].BindAddr = fmt.Sprintf("127.0.0.1:%d", freePort(t))
+		for _, f := range configure {
+			f(i, &cfgs[i])
+		}
 		peers = append(peers, skiff.Peer{ID: cfgs[i].ID, Address: cfgs[i].BindAddr})
 	}
 	var nodes []*skiff.Node

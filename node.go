@@ -46,10 +46,19 @@ type Node struct {
 	raft  *raft.Raft
 	tm    *transport.Manager // nil when Config.RaftTransport is set
 
-	lis   net.Listener
-	srv   *grpc.Server
-	peers *connPool // to other nodes, for forwarding and joins
-	reads *readIndexer
+	lis     net.Listener // the node's port: Raft, peers, and clients unless they have their own
+	srv     *grpc.Server
+	peerReg guardedRegistrar
+	auth    *authority
+
+	// The clients' port, when Config.ClientBindAddr gives them one;
+	// clientAddr is the address clients use either way.
+	clientLis   net.Listener
+	clientSrv   *grpc.Server
+	clientAddr  string
+	clientAddrs clientAddrs // other members' client addresses
+	peers       *connPool   // to other nodes, for forwarding and joins
+	reads       *readIndexer
 
 	ctx       context.Context // ended when Close begins
 	cancel    context.CancelFunc
@@ -87,7 +96,7 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	n := &Node{cfg: cfg, log: cfg.Logger, done: make(chan struct{})}
+	n := &Node{cfg: cfg, log: cfg.Logger, done: make(chan struct{}), auth: newAuthority(cfg)}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.peers = newConnPool(peerDialOptions(cfg))
 	fresh, err := n.start()
@@ -177,15 +186,23 @@ func (n *Node) start() (fresh bool, err error) {
 		return false, fmt.Errorf("start raft: %w", err)
 	}
 	n.reads = newReadIndexer(n.raft, n.fsm)
+	n.serve(n.srv, n.lis)
+	if n.clientSrv != nil {
+		n.serve(n.clientSrv, n.clientLis)
+	}
+	n.log.Info("node started", "addr", n.addr, "dir", cfg.Dir, "log_store", n.kind, "fresh", !existing)
+	return !existing, nil
+}
+
+// serve runs srv on l until the node closes.
+func (n *Node) serve(srv *grpc.Server, l net.Listener) {
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
-		if err := n.srv.Serve(n.lis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
-			n.log.Error("grpc server stopped", "err", err)
+		if err := srv.Serve(l); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+			n.log.Error("grpc server stopped", "addr", l.Addr().String(), "err", err)
 		}
 	}()
-	n.log.Info("node started", "addr", n.addr, "dir", cfg.Dir, "log_store", n.kind, "fresh", !existing)
-	return !existing, nil
 }
 
 func (n *Node) raftConfig(hlog *hclogslog.Logger) *raft.Config {
@@ -443,10 +460,15 @@ func (n *Node) shutdown() {
 		if n.tm != nil {
 			_ = n.tm.Close() // reports nothing useful; connections are gone either way
 		}
-		if n.srv != nil {
-			n.srv.Stop()
-		} else if n.lis != nil {
-			errs = append(errs, n.lis.Close())
+		for _, p := range []struct {
+			srv *grpc.Server
+			lis net.Listener
+		}{{n.srv, n.lis}, {n.clientSrv, n.clientLis}} {
+			if p.srv != nil {
+				p.srv.Stop()
+			} else if p.lis != nil {
+				errs = append(errs, p.lis.Close())
+			}
 		}
 		_ = n.peers.close() // connections to peers; nothing to report
 		n.wg.Wait()

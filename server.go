@@ -19,25 +19,90 @@ import (
 	"google.golang.org/grpc/status"
 )
 
-// listen opens the node's port and creates its gRPC server.
+// listen opens the node's port, and the client port when clients have one
+// of their own, and creates their gRPC servers.
 func (n *Node) listen() error {
-	lis := n.cfg.Listener
-	if lis == nil {
+	var err error
+	n.lis, n.addr, err = openListener(n.cfg.Listener, n.cfg.BindAddr, n.cfg.AdvertiseAddr, "BindAddr")
+	if err != nil {
+		return err
+	}
+	separate := n.cfg.ClientBindAddr != "" || n.cfg.ClientListener != nil
+	n.clientAddr = n.addr
+	if separate {
+		n.clientLis, n.clientAddr, err = openListener(n.cfg.ClientListener, n.cfg.ClientBindAddr, n.cfg.ClientAdvertiseAddr, "ClientBindAddr")
+		if err != nil {
+			return err
+		}
+	}
+	if err := n.checkExposure(); err != nil {
+		return err
+	}
+	n.srv = n.newServer()
+	n.peerReg = guardedRegistrar{srv: n.srv, n: n, peerPort: separate}
+	svc := &service{n: n}
+	skiffpb.RegisterKVServer(n.peerReg, svc)
+	skiffpb.RegisterClusterServer(n.peerReg, svc)
+	if separate {
+		n.clientSrv = n.newServer()
+		reg := guardedRegistrar{srv: n.clientSrv, n: n}
+		csvc := &service{n: n, clientPort: true}
+		skiffpb.RegisterKVServer(reg, csvc)
+		skiffpb.RegisterClusterServer(reg, csvc)
+	}
+	return nil
+}
+
+// openListener returns l, or a listener on bind, and the address to
+// advertise: advertise, or the bound address.
+func openListener(l net.Listener, bind, advertise, field string) (net.Listener, string, error) {
+	if l == nil {
 		var err error
-		if lis, err = net.Listen("tcp", n.cfg.BindAddr); err != nil {
-			return fmt.Errorf("open node: %w", err)
+		if l, err = net.Listen("tcp", bind); err != nil {
+			return nil, "", fmt.Errorf("open node: %w", err)
 		}
 	}
-	n.lis = lis
-	n.addr = n.cfg.AdvertiseAddr
-	if n.addr == "" {
-		n.addr = lis.Addr().String()
-		if host, _, err := net.SplitHostPort(n.addr); err == nil {
-			if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
-				return fmt.Errorf("%w: BindAddr %s is a wildcard address; set AdvertiseAddr", ErrConfig, n.addr)
-			}
+	if advertise != "" {
+		return l, advertise, nil
+	}
+	addr := l.Addr().String()
+	if host, _, err := net.SplitHostPort(addr); err == nil {
+		if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+			l.Close()
+			return nil, "", fmt.Errorf("%w: %s %s is a wildcard address; set the advertised address too", ErrConfig, field, addr)
 		}
 	}
+	return l, addr, nil
+}
+
+// checkExposure refuses to serve an open port (one that authenticates no
+// peers) on an address other than loopback, unless the Config insists.
+func (n *Node) checkExposure() error {
+	if !n.auth.open {
+		return nil
+	}
+	for _, l := range []net.Listener{n.lis, n.clientLis} {
+		if l == nil || !exposed(l) {
+			continue
+		}
+		if !n.cfg.InsecureOpen {
+			return fmt.Errorf("%w: %s is not a loopback address and the node authenticates no peers, so anyone reaching it could forge Raft messages and change the membership: "+
+				"set ClusterSecret (the same on every member) or PeerNames with mutual TLS, or set InsecureOpen to serve it open anyway", ErrConfig, l.Addr())
+		}
+		n.log.Warn("serving an open port: anyone who reaches it can do anything, forging Raft messages included (Config.InsecureOpen)", "addr", l.Addr().String())
+	}
+	return nil
+}
+
+// exposed reports whether l listens on the network beyond this host. A
+// listener that is not TCP (in memory, a Unix socket) is not.
+func exposed(l net.Listener) bool {
+	a, ok := l.Addr().(*net.TCPAddr)
+	return ok && !a.IP.IsLoopback()
+}
+
+// newServer creates a gRPC server with the options of every port.
+func (n *Node) newServer() *grpc.Server {
 	opts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(wireMessageLimit), grpc.MaxSendMsgSize(wireMessageLimit),
 		experimental.BufferPool(bufpool.Shared),
@@ -46,16 +111,13 @@ func (n *Node) listen() error {
 	if n.cfg.TLS != nil {
 		opts = append(opts, grpc.Creds(credentials.NewTLS(n.cfg.TLS)))
 	}
-	n.srv = grpc.NewServer(opts...)
-	svc := &service{n: n}
-	reg := n.registrar()
-	skiffpb.RegisterKVServer(reg, svc)
-	skiffpb.RegisterClusterServer(reg, svc)
-	return nil
+	return grpc.NewServer(opts...)
 }
 
-// registrar registers services on the node's server behind the guard.
-func (n *Node) registrar() grpc.ServiceRegistrar { return guardedRegistrar{srv: n.srv, n: n} }
+// registrar registers services on the node's (peer) port behind the
+// guard; every service on a port must be registered through a
+// guardedRegistrar.
+func (n *Node) registrar() grpc.ServiceRegistrar { return n.peerReg }
 
 // guardedRegistrar wraps every handler of the services registered through
 // it, so that each request passes the same checks before any service code
@@ -65,13 +127,15 @@ func (n *Node) registrar() grpc.ServiceRegistrar { return guardedRegistrar{srv: 
 //     answered with codes.Internal; the node keeps serving;
 //   - a request that does not decode is ErrInvalidArgument, not gRPC's
 //     codes.Internal;
+//   - the caller must be allowed to make the call (authority.allow);
 //   - requests to the Raft transport are validated (validateRaftRequest).
 //
 // Wrapping the handlers, rather than adding interceptors, also covers the
 // decoding, which gRPC runs before a unary interceptor is called.
 type guardedRegistrar struct {
-	srv *grpc.Server
-	n   *Node
+	srv      *grpc.Server
+	n        *Node
+	peerPort bool // a port for peers only (Config.ClientBindAddr is set)
 }
 
 func (r guardedRegistrar) RegisterService(desc *grpc.ServiceDesc, impl any) {
@@ -89,14 +153,26 @@ func (r guardedRegistrar) RegisterService(desc *grpc.ServiceDesc, impl any) {
 }
 
 func (r guardedRegistrar) unary(method string, h grpc.MethodHandler, raftMsgs bool) grpc.MethodHandler {
+	need, ok := methodAccess[method]
+	if !ok {
+		need = accessPeer
+	}
 	return func(srv any, ctx context.Context, dec func(any) error, ic grpc.UnaryServerInterceptor) (resp any, err error) {
 		defer r.recover(method, &err)
+		if err := r.n.auth.allow(ctx, need, method, r.peerPort); err != nil {
+			return nil, r.refuse(method, err)
+		}
 		return h(srv, ctx, func(m any) error {
 			if err := dec(m); err != nil {
 				return err // gRPC has answered the call already
 			}
 			if err := decodeFailure(m); err != nil {
 				return undecodable(method, err)
+			}
+			if more := batchAccess(m); more > need {
+				if err := r.n.auth.allow(ctx, more, method, r.peerPort); err != nil {
+					return r.refuse(method, err)
+				}
 			}
 			if raftMsgs {
 				return wireStatus(validateRaftRequest(m, true))
@@ -107,10 +183,24 @@ func (r guardedRegistrar) unary(method string, h grpc.MethodHandler, raftMsgs bo
 }
 
 func (r guardedRegistrar) stream(method string, h grpc.StreamHandler, raftMsgs bool) grpc.StreamHandler {
+	need, ok := methodAccess[method]
+	if !ok {
+		need = accessPeer
+	}
 	return func(srv any, ss grpc.ServerStream) (err error) {
 		defer r.recover(method, &err)
+		if err := r.n.auth.allow(ss.Context(), need, method, r.peerPort); err != nil {
+			return r.refuse(method, err)
+		}
 		return h(srv, &guardedStream{ServerStream: ss, method: method, raftMsgs: raftMsgs})
 	}
+}
+
+// refuse logs a refused call (at debug level: a stranger must not be able
+// to flood the logs) and returns its answer.
+func (r guardedRegistrar) refuse(method string, err error) error {
+	r.n.log.Debug("call refused", "method", method, "err", err)
+	return wireStatus(err)
 }
 
 // recover turns a panic in a handler into an Internal error for the

@@ -20,7 +20,7 @@ import (
 // A handler that panics answers Internal and the server keeps serving:
 // the guard recovers what the service code did not.
 func TestGuardRecoversPanics(t *testing.T) {
-	n := &Node{log: slog.New(slog.DiscardHandler)}
+	n := &Node{log: slog.New(slog.DiscardHandler), auth: newAuthority(Config{})}
 	n.srv = grpc.NewServer()
 	calls := 0
 	desc := grpc.ServiceDesc{
@@ -38,7 +38,7 @@ func TestGuardRecoversPanics(t *testing.T) {
 			return new(emptypb.Empty), nil
 		}}},
 	}
-	n.registrar().RegisterService(&desc, struct{}{})
+	guardedRegistrar{srv: n.srv, n: n}.RegisterService(&desc, struct{}{})
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

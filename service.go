@@ -17,6 +17,9 @@ type service struct {
 	skiffpb.UnimplementedKVServer
 	skiffpb.UnimplementedClusterServer
 	n *Node
+	// clientPort: this service answers on the clients' own port, where a
+	// leader's address must be its client address (see Node.clientAddrOf).
+	clientPort bool
 }
 
 // forwarded reports whether another node forwarded this request.
@@ -28,8 +31,16 @@ func forwarded(ctx context.Context) bool {
 // status converts a Node error for the wire, with the leader's address as
 // a hint.
 func (s *service) status(err error) error {
+	return toStatus(err, s.leaderAddr())
+}
+
+// leaderAddr is the address of the leader for this service's callers.
+func (s *service) leaderAddr() string {
 	_, addr := s.n.Leader()
-	return toStatus(err, addr)
+	if !s.clientPort || addr == "" {
+		return addr
+	}
+	return s.n.clientAddrOf(addr)
 }
 
 // write serves a write. A forwarded one is applied here only if this node
@@ -233,9 +244,9 @@ func (s *service) ReadIndex(ctx context.Context, _ *skiffpb.ReadIndexRequest) (*
 func (s *service) Status(ctx context.Context, _ *skiffpb.StatusRequest) (*skiffpb.StatusResponse, error) {
 	st := s.n.Status()
 	return &skiffpb.StatusResponse{
-		Id: st.ID, Address: st.Address, State: st.State, LeaderId: st.LeaderID, LeaderAddress: st.LeaderAddress,
+		Id: st.ID, Address: st.Address, State: st.State, LeaderId: st.LeaderID, LeaderAddress: s.leaderAddr(),
 		Term: st.Term, CommitIndex: st.CommitIndex, AppliedIndex: st.AppliedIndex,
-		LastSnapshotIndex: st.LastSnapshotIndex, Keys: int64(st.Keys), Bytes: st.Bytes,
+		LastSnapshotIndex: st.LastSnapshotIndex, Keys: int64(st.Keys), Bytes: st.Bytes, ClientAddress: st.ClientAddress,
 	}, nil
 }
 

@@ -15,7 +15,8 @@ import (
 
 // Status is a node's view of itself and the cluster.
 type Status struct {
-	ID, Address       string
+	ID, Address       string // Address: for peers (the Raft address)
+	ClientAddress     string // for clients: Address unless clients have a port of their own
 	State             string // "Leader", "Follower", "Candidate" or "Shutdown"
 	LeaderID          string
 	LeaderAddress     string
@@ -36,7 +37,7 @@ func (n *Node) Status() Status {
 	leaderID, leaderAddr := n.Leader()
 	snap, _ := strconv.ParseUint(n.raft.Stats()["last_snapshot_index"], 10, 64)
 	return Status{
-		ID: n.id, Address: n.addr, State: n.raft.State().String(),
+		ID: n.id, Address: n.addr, ClientAddress: n.clientAddr, State: n.raft.State().String(),
 		LeaderID: leaderID, LeaderAddress: leaderAddr,
 		Term: n.raft.CurrentTerm(), CommitIndex: n.raft.CommitIndex(), AppliedIndex: n.fsm.appliedIndex(),
 		LastSnapshotIndex: snap, Keys: view.Len(), Bytes: view.Bytes(), LogStore: n.kind,

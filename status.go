@@ -51,6 +51,7 @@ var wireErrors = []wireError{
 	{ErrCorrupt, codes.DataLoss, "CORRUPT"},
 	{ErrConfig, codes.FailedPrecondition, "CONFIG"},
 	{ErrUnavailable, codes.Unavailable, "UNAVAILABLE"},
+	{ErrPermissionDenied, codes.PermissionDenied, "PERMISSION_DENIED"},
 }
 
 // metaLeader carries the leader's address on a NOT_LEADER or NO_LEADER
@@ -184,6 +185,8 @@ func fromStatus(err error) error {
 		re.errs = []error{ErrUnavailable}
 	case codes.InvalidArgument:
 		re.errs = []error{ErrInvalidArgument}
+	case codes.PermissionDenied, codes.Unauthenticated:
+		re.errs = []error{ErrPermissionDenied}
 	case codes.ResourceExhausted:
 		// The peer refused the message itself, usually for its size.
 		re.errs = []error{ErrInvalidArgument}

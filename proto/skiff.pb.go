@@ -2150,20 +2150,26 @@ func (*StatusRequest) Descriptor() ([]byte, []int) {
 }
 
 type StatusResponse struct {
-	state             protoimpl.MessageState `protogen:"open.v1"`
-	Id                string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	Address           string                 `protobuf:"bytes,2,opt,name=address,proto3" json:"address,omitempty"`
-	State             string                 `protobuf:"bytes,3,opt,name=state,proto3" json:"state,omitempty"`
-	LeaderId          string                 `protobuf:"bytes,4,opt,name=leader_id,json=leaderId,proto3" json:"leader_id,omitempty"`
-	LeaderAddress     string                 `protobuf:"bytes,5,opt,name=leader_address,json=leaderAddress,proto3" json:"leader_address,omitempty"`
-	Term              uint64                 `protobuf:"varint,6,opt,name=term,proto3" json:"term,omitempty"`
-	CommitIndex       uint64                 `protobuf:"varint,7,opt,name=commit_index,json=commitIndex,proto3" json:"commit_index,omitempty"`
-	AppliedIndex      uint64                 `protobuf:"varint,8,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
-	LastSnapshotIndex uint64                 `protobuf:"varint,9,opt,name=last_snapshot_index,json=lastSnapshotIndex,proto3" json:"last_snapshot_index,omitempty"`
-	Keys              int64                  `protobuf:"varint,10,opt,name=keys,proto3" json:"keys,omitempty"`
-	Bytes             int64                  `protobuf:"varint,11,opt,name=bytes,proto3" json:"bytes,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// The node's address for peers (its Raft address).
+	Address  string `protobuf:"bytes,2,opt,name=address,proto3" json:"address,omitempty"`
+	State    string `protobuf:"bytes,3,opt,name=state,proto3" json:"state,omitempty"`
+	LeaderId string `protobuf:"bytes,4,opt,name=leader_id,json=leaderId,proto3" json:"leader_id,omitempty"`
+	// The leader's address for the caller: its client address when the
+	// answering node serves clients on a port of their own, if known.
+	LeaderAddress     string `protobuf:"bytes,5,opt,name=leader_address,json=leaderAddress,proto3" json:"leader_address,omitempty"`
+	Term              uint64 `protobuf:"varint,6,opt,name=term,proto3" json:"term,omitempty"`
+	CommitIndex       uint64 `protobuf:"varint,7,opt,name=commit_index,json=commitIndex,proto3" json:"commit_index,omitempty"`
+	AppliedIndex      uint64 `protobuf:"varint,8,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
+	LastSnapshotIndex uint64 `protobuf:"varint,9,opt,name=last_snapshot_index,json=lastSnapshotIndex,proto3" json:"last_snapshot_index,omitempty"`
+	Keys              int64  `protobuf:"varint,10,opt,name=keys,proto3" json:"keys,omitempty"`
+	Bytes             int64  `protobuf:"varint,11,opt,name=bytes,proto3" json:"bytes,omitempty"`
+	// The address clients use: address, unless the node serves clients on a
+	// port of their own.
+	ClientAddress string `protobuf:"bytes,12,opt,name=client_address,json=clientAddress,proto3" json:"client_address,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *StatusResponse) Reset() {
@@ -2271,6 +2277,13 @@ func (x *StatusResponse) GetBytes() int64 {
 		return x.Bytes
 	}
 	return 0
+}
+
+func (x *StatusResponse) GetClientAddress() string {
+	if x != nil {
+		return x.ClientAddress
+	}
+	return ""
 }
 
 var File_skiff_proto protoreflect.FileDescriptor
@@ -2404,7 +2417,7 @@ const file_skiff_proto_rawDesc = "" +
 	"\x10ReadIndexRequest\")\n" +
 	"\x11ReadIndexResponse\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\"\x0f\n" +
-	"\rStatusRequest\"\xca\x02\n" +
+	"\rStatusRequest\"\xf1\x02\n" +
 	"\x0eStatusResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x14\n" +
@@ -2417,7 +2430,8 @@ const file_skiff_proto_rawDesc = "" +
 	"\x13last_snapshot_index\x18\t \x01(\x04R\x11lastSnapshotIndex\x12\x12\n" +
 	"\x04keys\x18\n" +
 	" \x01(\x03R\x04keys\x12\x14\n" +
-	"\x05bytes\x18\v \x01(\x03R\x05bytes2\xdc\x03\n" +
+	"\x05bytes\x18\v \x01(\x03R\x05bytes\x12%\n" +
+	"\x0eclient_address\x18\f \x01(\tR\rclientAddress2\xdc\x03\n" +
 	"\x02KV\x122\n" +
 	"\x03Put\x12\x14.skiff.v1.PutRequest\x1a\x15.skiff.v1.PutResponse\x12;\n" +
 	"\x06Delete\x12\x17.skiff.v1.DeleteRequest\x1a\x18.skiff.v1.DeleteResponse\x122\n" +
