@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"testing"
@@ -247,4 +248,48 @@ func TestAnonymousRole(t *testing.T) {
 	if _, err := cl.Put(ctx, "k", []byte("w")); !errors.Is(err, skiff.ErrPermissionDenied) {
 		t.Fatalf("anonymous Put: err = %v, want ErrPermissionDenied", err)
 	}
+}
+
+// With a port of their own, clients use it and only it: the peer port
+// refuses them, and leader hints name client ports.
+func TestSeparateClientPort(t *testing.T) {
+	clientAddrs := make([]string, 3)
+	nodes, _ := staticCluster(t, 3, func(i int, cfg *skiff.Config) {
+		cfg.ClusterSecret = testSecret
+		cfg.ClientTokens = map[string]skiff.Role{"rw": skiff.RoleReadWrite}
+		cfg.ClientBindAddr = fmt.Sprintf("127.0.0.1:%d", freePort(t))
+		clientAddrs[i] = cfg.ClientBindAddr
+	})
+	ctx := testCtx(t)
+	if _, err := nodes[0].WaitForLeader(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for i, n := range nodes {
+		if st := n.Status(); st.ClientAddress != clientAddrs[i] || st.Address == st.ClientAddress {
+			t.Fatalf("Status() = %+v, want client address %s", st, clientAddrs[i])
+		}
+	}
+	if _, err := skiff.Dial(ctx, []string{nodes[0].Addr()}, skiff.WithToken("rw")); !errors.Is(err, skiff.ErrPermissionDenied) {
+		t.Fatalf("Dial on the peer port: err = %v, want ErrPermissionDenied", err)
+	}
+	cl, err := skiff.Dial(ctx, clientAddrs, skiff.WithToken("rw"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	want := putAll(t, cl, "c", 10)
+	checkAll(t, cl, want)
+	var leaderClientAddr string
+	for i, n := range nodes {
+		if n.IsLeader() {
+			leaderClientAddr = clientAddrs[i]
+		}
+	}
+	eventually(t, 10*time.Second, func() error {
+		_, addr, err := cl.Leader(ctx)
+		if err != nil || addr != leaderClientAddr {
+			return fmt.Errorf("Leader() = %q, %v, want %s", addr, err, leaderClientAddr)
+		}
+		return nil
+	})
 }

@@ -294,8 +294,13 @@ func (c Config) validate() error {
 		if err := validateID(p.ID); err != nil {
 			return fmt.Errorf("%w: InitialCluster: %w", ErrConfig, err)
 		}
-		if p.Address == "" {
-			return bad("InitialCluster member %q has no address", p.ID)
+		if err := validateAddr(p.Address); err != nil {
+			return fmt.Errorf("%w: InitialCluster member %q: %w", ErrConfig, p.ID, err)
+		}
+	}
+	for _, a := range c.Join {
+		if err := validateAddr(a); err != nil {
+			return fmt.Errorf("%w: Join: %w", ErrConfig, err)
 		}
 	}
 	return nil

@@ -60,7 +60,12 @@ func hasBurst(n *skiff.Node, prefix string, count int) error {
 // Appends are now split by bytes, also when a follower that was down
 // catches up on everything it missed.
 func TestBurstOfMaximalWritesReplicates(t *testing.T) {
-	nodes, cfgs := staticCluster(t, 3)
+	// Default timeouts: moving 80 MB between three nodes on two cores
+	// can hold a heartbeat up longer than the tests' usual 400 ms.
+	nodes, cfgs := staticCluster(t, 3, func(i int, cfg *skiff.Config) {
+		d := skiff.DefaultConfig()
+		cfg.HeartbeatTimeout, cfg.ElectionTimeout, cfg.LeaderLeaseTimeout = d.HeartbeatTimeout, d.ElectionTimeout, d.LeaderLeaseTimeout
+	})
 	ctx := testCtx(t)
 	if _, err := nodes[0].WaitForLeader(ctx); err != nil {
 		t.Fatal(err)

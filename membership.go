@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"strconv"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -41,11 +43,22 @@ func (n *Node) Members(ctx context.Context) ([]Member, error) {
 	return out, nil
 }
 
-// AddVoter adds a voting member, or promotes a non-voter. Adding a member
-// that already exists with the same ID and address is a no-op; the same
-// ID with a new address updates the address. An address that another ID
-// uses is ErrMemberConflict. Called on a follower, it is forwarded to the
-// leader.
+// AddVoter adds a voting member, or promotes a non-voter. A server that
+// is not a voter yet is added as a non-voter first and promoted once it
+// has caught up with the leader's log: a voter that cannot be reached, or
+// that is still far behind, counts towards the quorum without helping to
+// reach it. If it does not catch up before ctx ends, AddVoter fails with
+// ErrTimeout and the server stays a non-voter; calling AddVoter again
+// promotes it once it has caught up.
+//
+// Adding a member that already exists with the same ID and address is a
+// no-op; the same ID with a new address updates the address. An address
+// that another ID uses is ErrMemberConflict; one that is not host:port is
+// ErrInvalidArgument. Called on a follower, it is forwarded to the leader.
+//
+// Mind the quorum: a cluster of one voter that adds a second needs both
+// to commit anything, so it stops if either fails; three voters tolerate
+// one failure, five tolerate two.
 func (n *Node) AddVoter(ctx context.Context, id, addr string) error {
 	return n.addMember(ctx, id, addr, true)
 }
@@ -60,8 +73,8 @@ func (n *Node) addMember(ctx context.Context, id, addr string, voter bool) error
 	if err := validateID(id); err != nil {
 		return err
 	}
-	if addr == "" {
-		return fmt.Errorf("%w: member %q has no address", ErrInvalidArgument, id)
+	if err := validateAddr(addr); err != nil {
+		return fmt.Errorf("member %q: %w", id, err)
 	}
 	return n.onLeader(ctx, func(ctx context.Context) error {
 		return n.addMemberLocal(ctx, id, addr, voter)
@@ -71,19 +84,52 @@ func (n *Node) addMember(ctx context.Context, id, addr string, voter bool) error
 	})
 }
 
+// validateAddr checks that addr is host:port with a port in 1-65535.
+func validateAddr(addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil || host == "" {
+		return fmt.Errorf("%w: address %q is not host:port", ErrInvalidArgument, addr)
+	}
+	if p, err := strconv.ParseUint(port, 10, 16); err != nil || p == 0 {
+		return fmt.Errorf("%w: address %q has no valid port", ErrInvalidArgument, addr)
+	}
+	return nil
+}
+
 func (n *Node) addMemberLocal(ctx context.Context, id, addr string, voter bool) error {
 	f := n.raft.GetConfiguration()
 	if err := f.Error(); err != nil {
 		return raftError(err, false)
 	}
+	isVoter := false
 	for _, s := range f.Configuration().Servers {
 		switch {
 		case string(s.ID) == id && string(s.Address) == addr && (s.Suffrage == raft.Voter || !voter):
 			return nil
 		case string(s.ID) != id && string(s.Address) == addr:
 			return fmt.Errorf("%w: address %s belongs to member %q", ErrMemberConflict, addr, s.ID)
+		case string(s.ID) == id:
+			isVoter = s.Suffrage == raft.Voter
 		}
 	}
+	if !voter || !isVoter {
+		// A new member, a non-voter, or a non-voter on the way to voter.
+		if err := n.changeMember(ctx, id, addr, false); err != nil {
+			return err
+		}
+		if !voter {
+			return nil
+		}
+		if err := n.awaitCatchUp(ctx, id, addr); err != nil {
+			return err
+		}
+	}
+	return n.changeMember(ctx, id, addr, true)
+}
+
+// changeMember adds id as a voter or a non-voter (or updates its address)
+// and waits for the change to commit.
+func (n *Node) changeMember(ctx context.Context, id, addr string, voter bool) error {
 	timeout := time.Until(deadline(ctx))
 	var fut raft.IndexFuture
 	if voter {
@@ -96,6 +142,55 @@ func (n *Node) addMemberLocal(ctx context.Context, id, addr string, voter bool) 
 	}
 	n.log.Info("member added", "member", id, "addr", addr, "voter", voter)
 	return nil
+}
+
+// awaitCatchUp waits until the member at addr has applied what this
+// leader had committed when the wait began, asking the member itself. It
+// leaves part of ctx's time for the promotion that follows.
+func (n *Node) awaitCatchUp(ctx context.Context, id, addr string) error {
+	target := n.raft.CommitIndex()
+	rest := time.Until(deadline(ctx))
+	ctx, cancel := context.WithTimeout(ctx, rest-min(time.Second, rest/4))
+	defer cancel()
+	var applied uint64
+	var last error
+	for {
+		st, err := n.memberStatus(ctx, addr)
+		if err == nil && st.AppliedIndex >= target {
+			return nil
+		}
+		if err == nil {
+			applied = st.AppliedIndex
+		}
+		last = err
+		t := time.NewTimer(50 * time.Millisecond)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			why := fmt.Sprintf("has applied %d of %d entries", applied, target)
+			if last != nil {
+				why = fmt.Sprintf("cannot be reached (%v)", last)
+			}
+			return fmt.Errorf("%w: %q was added as a non-voter, but %s: it stays a non-voter; call AddVoter again once it has caught up",
+				ErrTimeout, id, why)
+		case <-n.ctx.Done():
+			t.Stop()
+			return n.errClosed()
+		}
+	}
+}
+
+// memberStatus asks the member at addr for its status.
+func (n *Node) memberStatus(ctx context.Context, addr string) (*skiffpb.StatusResponse, error) {
+	conn, err := n.peers.get(addr)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	st, err := skiffpb.NewClusterClient(conn).Status(ctx, &skiffpb.StatusRequest{})
+	return st, fromStatus(err)
 }
 
 // RemoveServer removes a member. Removing the leader makes it step down

@@ -1,6 +1,7 @@
 package skiff_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"testing"
@@ -218,5 +219,33 @@ func TestMemberDownAndBackOverGRPC(t *testing.T) {
 	}
 	if took := time.Since(start); took > 5*time.Second {
 		t.Fatalf("Close with every peer down took %v", took)
+	}
+}
+
+// AddVoter used to make an unreachable or mistyped address a voter at
+// once: a one-node cluster then needed two votes to commit anything and
+// stopped for good. Now the server is a non-voter until it has caught up,
+// and a bad address is refused outright.
+func TestAddVoterWaitsForCatchUp(t *testing.T) {
+	n := openNode(t, testConfig(t.TempDir()))
+	ctx := testCtx(t)
+	err := n.AddVoter(ctx, "typo", "127.0.0.1")
+	wantErr(t, "AddVoter(no port)", err, skiff.ErrInvalidArgument)
+
+	ghost := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	short, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	err = n.AddVoter(short, "ghost", ghost)
+	wantErr(t, "AddVoter(unreachable)", err, skiff.ErrTimeout)
+	if m, ok := members(t, n)["ghost"]; !ok || m.Voter {
+		t.Fatalf("ghost after a failed AddVoter = %+v (present %v), want a non-voter", m, ok)
+	}
+	if _, ok := members(t, n)["typo"]; ok {
+		t.Fatal("a refused address became a member")
+	}
+	wctx, wcancel := context.WithTimeout(ctx, 3*time.Second)
+	defer wcancel()
+	if _, err := n.Put(wctx, "still", []byte("writable")); err != nil {
+		t.Fatalf("Put after adding an unreachable server: %v", err)
 	}
 }

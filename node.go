@@ -2,8 +2,6 @@ package skiff
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -40,7 +38,7 @@ type Node struct {
 	lock  *dirlock.Lock
 	logs  logStore
 	kind  LogStoreKind
-	snaps *raft.FileSnapshotStore
+	snaps privateSnapshots
 	fsm   *fsm
 	hist  *history
 	raft  *raft.Raft
@@ -141,8 +139,13 @@ func (n *Node) start() (fresh bool, err error) {
 	if n.logs, n.kind, err = openLogStore(cfg.Dir, cfg.LogStore, hlog); err != nil {
 		return false, err
 	}
-	if n.snaps, err = raft.NewFileSnapshotStoreWithLogger(cfg.Dir, cfg.RetainSnapshots, hlog); err != nil {
+	fss, err := raft.NewFileSnapshotStoreWithLogger(cfg.Dir, cfg.RetainSnapshots, hlog)
+	if err != nil {
 		return false, fmt.Errorf("open snapshot store: %w", err)
+	}
+	n.snaps = privateSnapshots{FileSnapshotStore: fss, dir: cfg.Dir}
+	if err := makePrivate(cfg.Dir); err != nil {
+		n.log.Warn("cannot make the data dir private (0700, files 0600)", "dir", cfg.Dir, "err", err)
 	}
 	n.fsm = newFSM()
 	n.fsm.onFail = n.stop
@@ -333,65 +336,6 @@ func (n *Node) checkSnapshotFiles() error {
 		if err != nil {
 			return fmt.Errorf("%w: snapshot metadata %s: %w", ErrCorrupt, meta, err)
 		}
-	}
-	return nil
-}
-
-// loadID returns the node ID stored in dir, storing want (or a new random
-// ID) on first use. A different non-empty want is a config error.
-func loadID(dir, want string) (string, error) {
-	path := filepath.Join(dir, idFile)
-	b, err := os.ReadFile(path)
-	switch {
-	case err == nil:
-		have := strings.TrimSpace(string(b))
-		if err := validateID(have); err != nil {
-			return "", fmt.Errorf("%w: %s: %w", ErrCorrupt, path, err)
-		}
-		if want != "" && want != have {
-			return "", fmt.Errorf("%w: %s belongs to node %q, config says %q", ErrConfig, dir, have, want)
-		}
-		return have, nil
-	case !errors.Is(err, fs.ErrNotExist):
-		return "", fmt.Errorf("read node ID: %w", err)
-	}
-	id := want
-	if id == "" {
-		var r [8]byte
-		_, _ = rand.Read(r[:])
-		id = "node-" + hex.EncodeToString(r[:])
-	}
-	if err := writeFileAtomic(path, []byte(id+"\n")); err != nil {
-		return "", fmt.Errorf("write node ID: %w", err)
-	}
-	return id, nil
-}
-
-// writeFileAtomic writes and fsyncs a temporary file, renames it over
-// path and fsyncs the directory, so path holds either nothing or all of b.
-func writeFileAtomic(path string, b []byte) error {
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(b)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	if d, err := os.Open(filepath.Dir(path)); err == nil {
-		_ = d.Sync()
-		d.Close()
 	}
 	return nil
 }

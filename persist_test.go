@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -368,5 +369,59 @@ func TestBackupAndRestore(t *testing.T) {
 				t.Fatalf("Get(after) = %+v, %v; want revision %d", kv, err, rev)
 			}
 		})
+	}
+}
+
+// The data dir is private to the node's user: the dir and every dir in it
+// 0700, files 0600, snapshots included (Raft writes them world-readable).
+func TestDataDirIsPrivate(t *testing.T) {
+	for _, store := range logStores {
+		t.Run(string(store), func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "data")
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			cfg := testConfig(dir)
+			cfg.LogStore = store
+			n := openNode(t, cfg)
+			putAll(t, n, "k", 5)
+			if err := n.Snapshot(); err != nil {
+				t.Fatal(err)
+			}
+			checkPrivate(t, dir, func(path string) bool { return filepath.Dir(path) == filepath.Join(dir, "wal") })
+			if err := n.Close(); err != nil {
+				t.Fatal(err)
+			}
+			openNode(t, cfg).Close()
+			checkPrivate(t, dir, func(string) bool { return false })
+		})
+	}
+}
+
+// checkPrivate fails the test if a dir under root is not 0700 or a file
+// not 0600, except files skip names.
+func checkPrivate(t *testing.T, root string, skip func(path string) bool) {
+	t.Helper()
+	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		want := fs.FileMode(0o600)
+		if d.IsDir() {
+			want = 0o700
+		} else if skip(path) {
+			return nil
+		}
+		if info.Mode().Perm() != want {
+			t.Errorf("%s has mode %v, want %v", path, info.Mode().Perm(), want)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }

@@ -81,7 +81,7 @@ func NewCluster(tb testing.TB, n int, opts *Options) *Cluster {
 	}
 	var peers []skiff.Peer
 	for i := 0; i < n; i++ {
-		m := &member{idx: i, id: fmt.Sprintf("node-%d", i), addr: fmt.Sprintf("node-%d", i), dir: tb.TempDir()}
+		m := &member{idx: i, id: fmt.Sprintf("node-%d", i), addr: fmt.Sprintf("node-%d:7400", i), dir: tb.TempDir()}
 		c.nodes = append(c.nodes, m)
 		peers = append(peers, skiff.Peer{ID: m.id, Address: m.addr})
 	}
