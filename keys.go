@@ -3,12 +3,18 @@ package skiff
 import (
 	"fmt"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 )
 
 // Keys are '/'-separated paths such as "users/alice/email". A key is
-// non-empty valid UTF-8 without control characters, does not start or end
-// with '/', and has no empty segment ("a//b"). A prefix names a subtree at
+// non-empty valid UTF-8, does not start or end with '/', has no empty
+// segment ("a//b"), and has no character that is invisible or changes how
+// text around it is shown: control characters (C0, DEL, C1), format
+// characters (bidirectional overrides and isolates, zero-width spaces and
+// joiners, the byte order mark, the soft hyphen) and line or paragraph
+// separators. Two keys that print alike are then the same key, and a key
+// cannot hide a different one in a log or a terminal. A prefix names a subtree at
 // segment boundaries: "users" and "users/" both mean every key below
 // "users/", and neither matches "usersx" or "users" itself.
 
@@ -26,7 +32,7 @@ func validateKey(key string, maxSize int) error {
 	return checkPath(key)
 }
 
-// checkPath rejects invalid UTF-8, control characters and empty segments.
+// checkPath rejects invalid UTF-8, empty segments and hidden characters.
 func checkPath(p string) error {
 	if !utf8.ValidString(p) {
 		return fmt.Errorf("%w: %q is not valid UTF-8", ErrInvalidKey, p)
@@ -35,11 +41,20 @@ func checkPath(p string) error {
 		return fmt.Errorf("%w: %q has an empty segment", ErrInvalidKey, p)
 	}
 	for _, r := range p {
-		if r < 0x20 || r == 0x7f {
-			return fmt.Errorf("%w: %q has a control character", ErrInvalidKey, p)
+		if hidden(r) {
+			return fmt.Errorf("%w: %q has the invisible or control character %U", ErrInvalidKey, p, r)
 		}
 	}
 	return nil
+}
+
+// hidden reports whether r is a control, format (Cf) or separator (Zl,
+// Zp) character.
+func hidden(r rune) bool {
+	if r < 0x80 {
+		return r < 0x20 || r == 0x7f // the common case, without a table lookup
+	}
+	return unicode.IsControl(r) || unicode.In(r, unicode.Cf, unicode.Zl, unicode.Zp)
 }
 
 // normalizePrefix validates a subtree prefix and returns it without its
@@ -65,8 +80,8 @@ func validateID(id string) error {
 		return fmt.Errorf("%w: node ID %q must be 1 to 128 bytes of UTF-8", ErrInvalidArgument, id)
 	}
 	for _, r := range id {
-		if r <= 0x20 || r == 0x7f {
-			return fmt.Errorf("%w: node ID %q has a space or control character", ErrInvalidArgument, id)
+		if r == ' ' || hidden(r) {
+			return fmt.Errorf("%w: node ID %q has a space, control or invisible character", ErrInvalidArgument, id)
 		}
 	}
 	return nil

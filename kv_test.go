@@ -139,6 +139,13 @@ func TestBadInputIsRejectedAndChangesNothing(t *testing.T) {
 		{"empty segment", "a//b", nil, skiff.ErrInvalidKey},
 		{"invalid utf-8", "a/\xff", nil, skiff.ErrInvalidKey},
 		{"control character", "a\nb", nil, skiff.ErrInvalidKey},
+		{"C1 control", "a\u0085b", nil, skiff.ErrInvalidKey},
+		{"bidi override", "users/\u202Eevil", nil, skiff.ErrInvalidKey},
+		{"bidi isolate", "a\u2066b", nil, skiff.ErrInvalidKey},
+		{"zero-width space", "ad\u200Bmin", nil, skiff.ErrInvalidKey},
+		{"zero-width joiner", "a\u200Db", nil, skiff.ErrInvalidKey},
+		{"byte order mark", "\uFEFFa", nil, skiff.ErrInvalidKey},
+		{"line separator", "a\u2028b", nil, skiff.ErrInvalidKey},
 		{"key too large", strings.Repeat("k", 65), nil, skiff.ErrKeyTooLarge},
 		{"value too large", "a", bytes.Repeat([]byte("v"), 129), skiff.ErrValueTooLarge},
 	}

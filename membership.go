@@ -224,6 +224,9 @@ func (n *Node) TransferLeadership(ctx context.Context, id string) error {
 	}
 	return n.onLeader(ctx, func(ctx context.Context) error {
 		if id == "" {
+			if err := n.otherVoter(); err != nil {
+				return err
+			}
 			return wait(ctx, n.raft.LeadershipTransfer(), "waiting for the cluster")
 		}
 		m, err := n.member(id)
@@ -241,6 +244,21 @@ func (n *Node) TransferLeadership(ctx context.Context, id string) error {
 		_, err := c.TransferLeadership(ctx, &skiffpb.TransferLeadershipRequest{Id: id})
 		return err
 	})
+}
+
+// otherVoter fails unless a voter other than this node exists, to hand
+// leadership to.
+func (n *Node) otherVoter() error {
+	ms, err := n.Members(context.Background())
+	if err != nil {
+		return err
+	}
+	for _, m := range ms {
+		if m.Voter && m.ID != n.id {
+			return nil
+		}
+	}
+	return fmt.Errorf("%w: no other voter to hand leadership to", ErrInvalidArgument)
 }
 
 func (n *Node) member(id string) (Member, error) {

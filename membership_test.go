@@ -249,3 +249,17 @@ func TestAddVoterWaitsForCatchUp(t *testing.T) {
 		t.Fatalf("Put after adding an unreachable server: %v", err)
 	}
 }
+
+// TransferLeadership with no other voter to take over used to retry until
+// its deadline; it fails at once.
+func TestTransferLeadershipWithoutAnotherVoter(t *testing.T) {
+	n := openNode(t, testConfig(t.TempDir()))
+	start := time.Now()
+	err := n.TransferLeadership(testCtx(t), "")
+	wantErr(t, "TransferLeadership(\"\") alone", err, skiff.ErrInvalidArgument)
+	err = n.TransferLeadership(testCtx(t), "nobody")
+	wantErr(t, "TransferLeadership(nobody)", err, skiff.ErrNotMember)
+	if took := time.Since(start); took > 2*time.Second {
+		t.Fatalf("refusing took %v", took)
+	}
+}

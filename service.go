@@ -256,7 +256,7 @@ func (s *service) Status(ctx context.Context, _ *skiffpb.StatusRequest) (*skiffp
 func (s *service) Watch(req *skiffpb.WatchRequest, stream skiffpb.KV_WatchServer) error {
 	o := watchOptions{after: req.AfterRevision, fromRev: req.FromRevision, initial: req.InitialState,
 		prev: req.PrevValue, exactKey: req.Exact}
-	sub, err := s.n.newSubscription(req.Prefix, o)
+	sub, err := s.n.newSubscription(stream.Context(), req.Prefix, o)
 	if err != nil {
 		return s.status(err)
 	}

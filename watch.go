@@ -181,7 +181,7 @@ func (w *Watcher) finish(err error) {
 // revision delivered.
 func (n *Node) Watch(ctx context.Context, prefix string, opts ...WatchOption) (*Watcher, error) {
 	o := collectWatchOptions(opts)
-	sub, err := n.newSubscription(prefix, o)
+	sub, err := n.newSubscription(ctx, prefix, o)
 	if err != nil {
 		return nil, err
 	}
@@ -268,9 +268,9 @@ const watchPage = 256
 // revision.
 const progressEvery = time.Second
 
-func (n *Node) newSubscription(prefix string, o watchOptions) (*subscription, error) {
+func (n *Node) newSubscription(ctx context.Context, prefix string, o watchOptions) (*subscription, error) {
 	if n.isClosed() {
-		return nil, ErrClosed
+		return nil, n.errClosed()
 	}
 	s := &subscription{n: n, o: o}
 	var err error
@@ -284,12 +284,35 @@ func (n *Node) newSubscription(prefix string, o watchOptions) (*subscription, er
 	if err != nil {
 		return nil, err
 	}
+	if err := n.checkStart(ctx, o); err != nil {
+		return nil, err
+	}
 	if !o.initial {
 		if s.start, err = n.hist.startAt(o.after, !o.fromRev); err != nil {
 			return nil, err
 		}
 	}
 	return s, nil
+}
+
+// checkStart refuses a WatchFrom revision the cluster has not reached: the
+// watch would wait, silent, until it had. A revision this node has not
+// applied yet may still be one the cluster has (this node lags), so the
+// leader is asked.
+func (n *Node) checkStart(ctx context.Context, o watchOptions) error {
+	if !o.fromRev || o.after <= n.fsm.appliedIndex() {
+		return nil
+	}
+	view, err := n.view(ctx, false)
+	if err != nil {
+		return fmt.Errorf("watch from revision %d, beyond this node's %d: %w", o.after, n.fsm.appliedIndex(), err)
+	}
+	// A restored backup's state has an older revision than the index it
+	// was applied at.
+	if at := max(view.Revision(), n.fsm.appliedIndex()); o.after > at {
+		return fmt.Errorf("%w: watch from revision %d: the cluster is at revision %d", ErrInvalidArgument, o.after, at)
+	}
+	return nil
 }
 
 func dirPrefix(p string) string {

@@ -434,3 +434,26 @@ func TestWatchHistoryAcrossRestartAndRestore(t *testing.T) {
 		t.Fatalf("watch across a restore ended with %v, want a reset *CompactedError", err)
 	}
 }
+
+// WatchFrom a revision the cluster has not reached used to wait, silent,
+// until it had; it is refused, on a node and through the client. A
+// revision a lagging node has not applied yet, but the cluster has, is
+// fine.
+func TestWatchFromTheFutureIsRefused(t *testing.T) {
+	c := skifftest.NewCluster(t, 3, nil)
+	ctx := testCtx(t)
+	rev, err := c.Leader().Put(ctx, "k", []byte("v"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, kv := range []skiff.KV{c.Follower(), c.Client(nil)} {
+		if _, err := kv.Watch(ctx, "", skiff.WatchFrom(rev+1000)); !errors.Is(err, skiff.ErrInvalidArgument) {
+			t.Fatalf("WatchFrom(%d) with the cluster at %d: err = %v, want ErrInvalidArgument", rev+1000, rev, err)
+		}
+		w, err := kv.Watch(ctx, "", skiff.WatchFrom(rev))
+		if err != nil {
+			t.Fatalf("WatchFrom(%d): %v", rev, err)
+		}
+		w.Close()
+	}
+}

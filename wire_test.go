@@ -7,6 +7,7 @@ import (
 
 	raftpb "github.com/Jille/raft-grpc-transport/proto"
 	"github.com/skiffkv/skiff"
+	skiffpb "github.com/skiffkv/skiff/proto"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -147,4 +148,39 @@ func TestUndecodableRequestsAreInvalidArgument(t *testing.T) {
 		}
 	}
 	stillServes(t, n, "garbage requests")
+}
+
+// Conditions that mean nothing used to be accepted (a delete on condition
+// that the key is absent, a revision with no revision condition); they
+// are refused before anything is proposed.
+func TestMeaninglessConditionsAreRefused(t *testing.T) {
+	n := openNode(t, testConfig(t.TempDir()))
+	cc := rawConn(t, n.Addr())
+	ctx := testCtx(t)
+	if _, err := n.Get(ctx, "settled"); !errors.Is(err, skiff.ErrNotFound) { // the first commit is behind us
+		t.Fatal(err)
+	}
+	before := n.Status().CommitIndex
+	cases := map[string]struct {
+		method string
+		req    proto.Message
+	}{
+		"delete if absent": {"/skiff.v1.KV/Delete", &skiffpb.DeleteRequest{Key: "k", Condition: &skiffpb.Condition{Kind: skiffpb.Condition_ABSENT}}},
+		"put, no condition, a revision": {"/skiff.v1.KV/Put", &skiffpb.PutRequest{Key: "k", Value: []byte("v"),
+			Condition: &skiffpb.Condition{Kind: skiffpb.Condition_NONE, ModRevision: 7}}},
+		"create with a revision": {"/skiff.v1.KV/Put", &skiffpb.PutRequest{Key: "k", Value: []byte("v"),
+			Condition: &skiffpb.Condition{Kind: skiffpb.Condition_ABSENT, ModRevision: 7}}},
+		"compare with revision 0": {"/skiff.v1.KV/Put", &skiffpb.PutRequest{Key: "k", Value: []byte("v"),
+			Condition: &skiffpb.Condition{Kind: skiffpb.Condition_MOD_REVISION}}},
+		"unknown condition": {"/skiff.v1.KV/Delete", &skiffpb.DeleteRequest{Key: "k", Condition: &skiffpb.Condition{Kind: 9}}},
+	}
+	for name, c := range cases {
+		err := cc.Invoke(ctx, c.method, c.req, new(rawMsg))
+		if !errors.Is(skiff.ErrorFromStatus(err), skiff.ErrInvalidArgument) {
+			t.Errorf("%s: err = %v, want ErrInvalidArgument", name, err)
+		}
+	}
+	if after := n.Status().CommitIndex; after != before {
+		t.Fatalf("refused writes moved the commit index from %d to %d", before, after)
+	}
 }
