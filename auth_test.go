@@ -265,7 +265,7 @@ func TestSeparateClientPort(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i, n := range nodes {
-		if st := n.Status(); st.ClientAddress != clientAddrs[i] || st.Address == st.ClientAddress {
+		if st := n.Status(); st.ClientAddress != clientAddrs[i] || n.ClientAddr() != clientAddrs[i] || st.Address == st.ClientAddress {
 			t.Fatalf("Status() = %+v, want client address %s", st, clientAddrs[i])
 		}
 	}

@@ -343,8 +343,13 @@ func (n *Node) checkSnapshotFiles() error {
 // ID returns the node's ID.
 func (n *Node) ID() string { return n.id }
 
-// Addr returns the address other nodes and clients reach this node at.
+// Addr returns the address other nodes reach this node at, and clients
+// too unless they have a port of their own (see ClientAddr).
 func (n *Node) Addr() string { return n.addr }
+
+// ClientAddr returns the address network clients reach this node at: the
+// client port's when Config.ClientBindAddr gives them one, else Addr.
+func (n *Node) ClientAddr() string { return n.clientAddr }
 
 // Leader returns the ID and address of the leader this node knows of, or
 // empty strings when there is none.
