@@ -60,6 +60,9 @@ func hasBurst(n *skiff.Node, prefix string, count int) error {
 // Appends are now split by bytes, also when a follower that was down
 // catches up on everything it missed.
 func TestBurstOfMaximalWritesReplicates(t *testing.T) {
+	if testing.Short() {
+		t.Skip("moves 480 MB between three nodes")
+	}
 	// Default timeouts: moving 80 MB between three nodes on two cores
 	// can hold a heartbeat up longer than the tests' usual 400 ms.
 	nodes, cfgs := staticCluster(t, 3, func(i int, cfg *skiff.Config) {
