@@ -43,6 +43,7 @@ type Node struct {
 	snaps *raft.FileSnapshotStore
 	fsm   *fsm
 	hist  *history
+	pins  *viewPins // views behind listing pages served over the network
 	raft  *raft.Raft
 	tm    *transport.Manager // nil when Config.RaftTransport is set
 
@@ -138,6 +139,7 @@ func (n *Node) start() (fresh bool, err error) {
 	n.fsm = newFSM()
 	n.fsm.onFail = n.stop
 	n.hist = newHistory(cfg.WatchHistory, cfg.WatchHistoryBytes)
+	n.pins = newViewPins()
 	n.fsm.publish = n.hist.publish
 	ahead, err := n.restoreLatest()
 	if err != nil {
@@ -449,6 +451,9 @@ func (n *Node) shutdown() {
 			errs = append(errs, n.lis.Close())
 		}
 		_ = n.peers.close() // connections to peers; nothing to report
+		if n.pins != nil {
+			n.pins.clear()
+		}
 		n.wg.Wait()
 		if n.raft != nil {
 			n.recordApplied() // the state machine is still now
