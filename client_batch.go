@@ -22,6 +22,9 @@ import (
 // Each operation keeps its own outcome. A batch of writes that fails after
 // it was sent makes every write in it indeterminate, exactly as a single
 // write would be; reads are retried on another node.
+//
+// A node answers the Gets of a batch up to a byte budget and marks the
+// others NOT_RUN (errNotRun); those go again in a later batch.
 
 const (
 	maxBatchSenders = 4   // batches in flight per kind of operation
@@ -160,10 +163,14 @@ func (b *batcher) run(batch []*batchCall) {
 		resp, err = b.attempt(ctx, cc, req)
 		return err != nil && ctx.Err() == nil && b.retry(err), err
 	})
+	var again []*batchCall
 	for i, call := range batch {
 		switch {
 		case err != nil:
 			call.err = err
+		case i < len(resp.Results) && notRun(resp.Results[i]):
+			again = append(again, call)
+			continue
 		case i < len(resp.Results):
 			call.res = resp.Results[i]
 		default:
@@ -171,6 +178,29 @@ func (b *batcher) run(batch []*batchCall) {
 		}
 		close(call.done)
 	}
+	b.requeue(again)
+}
+
+// notRun reports a Get the node did not run (errNotRun).
+func notRun(res *skiffpb.OpResult) bool {
+	oe := res.GetError()
+	return oe != nil && errors.Is(fromOpError(oe), errNotRun)
+}
+
+// requeue puts calls a node did not run back at the head of the queue, in
+// their order, for the next batch. A node runs at least the first Get of
+// a batch, so each batch makes progress. The senders see the queue is not
+// empty before they give up their slot (idle), so the calls go out.
+func (b *batcher) requeue(calls []*batchCall) {
+	if len(calls) == 0 {
+		return
+	}
+	for _, call := range calls {
+		call.state.Store(callQueued)
+	}
+	b.mu.Lock()
+	b.queue = append(calls, b.queue...)
+	b.mu.Unlock()
 }
 
 func later(a, b time.Time) time.Time {
