@@ -67,6 +67,25 @@ func TestClientGetsOfMaximalValues(t *testing.T) {
 	})
 }
 
+// 100 concurrent Puts of 1 MiB values through the client all succeed: a
+// batch holds at most 4 MiB of keys and values. The client used to put
+// up to 128 operations in a batch whatever their size, and failed its own
+// 100 MiB message with ErrInvalidArgument.
+func TestClientPutsOfMaximalValues(t *testing.T) {
+	c := skifftest.NewCluster(t, 1, nil)
+	cl, ctx := c.Client(nil), testCtx(t)
+	concurrently(t, 100, func(i int) error {
+		_, err := cl.Put(ctx, fmt.Sprintf("big/%05d", i), maxValue(i))
+		return err
+	})
+	for i := 0; i < 100; i++ {
+		kv, err := c.Node(0).Get(ctx, fmt.Sprintf("big/%05d", i))
+		if err != nil || !bytes.Equal(kv.Value, maxValue(i)) {
+			t.Fatalf("Get(big/%05d) after the Puts: %v", i, err)
+		}
+	}
+}
+
 // concurrently runs f(0) … f(count-1) at once and fails the test with the
 // first error.
 func concurrently(t *testing.T, count int, f func(i int) error) {
