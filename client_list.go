@@ -83,7 +83,11 @@ func listOnce[T any](ctx context.Context, c *Client, stale bool, after string, l
 			p, err = fetch(ctx, cc, res.last, max(limit-len(res.items), 0), res.rev)
 			return err
 		})
-		if err == nil && p.more && len(p.items) == 0 {
+		switch {
+		case err != nil:
+		case p.rev != res.rev: // a node that does not know continuations
+			err = fmt.Errorf("%w: %s answered a listing at revision %d with revision %d", ErrUnavailable, addr, res.rev, p.rev)
+		case p.more && len(p.items) == 0:
 			err = fmt.Errorf("%w: %s answered an empty page with more to come", ErrUnavailable, addr)
 		}
 		if err != nil {

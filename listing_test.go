@@ -159,21 +159,7 @@ func TestClientListsMoreThanOneMessage(t *testing.T) {
 		writes = append(writes, write{key, value, rev})
 		return err
 	}
-	stop, stopped := make(chan struct{}), make(chan error, 1)
-	go func() {
-		for i := 0; ; i++ {
-			select {
-			case <-stop:
-				stopped <- nil
-				return
-			default:
-			}
-			if err := put(fmt.Sprintf("big/%05d", i%20), []byte(fmt.Sprint("small ", i))); err != nil {
-				stopped <- err
-				return
-			}
-		}
-	}()
+	stop := inBackground(func(i int) error { return put(fmt.Sprintf("big/%05d", i%20), []byte(fmt.Sprint("small ", i))) })
 	pages := 0
 	defer skiff.SetListPageHook(func(page int) {
 		pages = page + 1
@@ -184,8 +170,7 @@ func TestClientListsMoreThanOneMessage(t *testing.T) {
 		}
 	})()
 	res, err := cl.List(ctx, "big")
-	close(stop)
-	if werr := <-stopped; werr != nil {
+	if werr := stop(); werr != nil {
 		t.Fatal(werr)
 	}
 	if err != nil {
@@ -206,6 +191,30 @@ func TestClientListsMoreThanOneMessage(t *testing.T) {
 			t.Fatalf("List(big)[%d] = %q at %d (%d bytes), want %q at %d (%d bytes) as of revision %d",
 				i, kv.Key, kv.ModRevision, len(kv.Value), want.key, want.rev, len(want.value), res.Revision)
 		}
+	}
+}
+
+// inBackground calls f(0), f(1), … on another goroutine until stop is
+// called or f fails; stop returns f's error.
+func inBackground(f func(i int) error) (stop func() error) {
+	quit, done := make(chan struct{}), make(chan error, 1)
+	go func() {
+		for i := 0; ; i++ {
+			select {
+			case <-quit:
+				done <- nil
+				return
+			default:
+			}
+			if err := f(i); err != nil {
+				done <- err
+				return
+			}
+		}
+	}()
+	return func() error {
+		close(quit)
+		return <-done
 	}
 }
 
