@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	transport "github.com/Jille/raft-grpc-transport"
@@ -46,6 +47,10 @@ type Node struct {
 	pins  *viewPins // views behind listing pages served over the network
 	raft  *raft.Raft
 	tm    *transport.Manager // nil when Config.RaftTransport is set
+
+	// netWatches counts the watches served over the network, on every
+	// port; at most Config.MaxWatches.
+	netWatches atomic.Int64
 
 	lis   net.Listener
 	srv   *grpc.Server

@@ -3,7 +3,6 @@ package skiff
 import (
 	"context"
 	"fmt"
-	"math"
 	"net"
 	"runtime/debug"
 	"slices"
@@ -54,22 +53,6 @@ func (n *Node) listen() error {
 	skiffpb.RegisterKVServer(reg, svc)
 	skiffpb.RegisterClusterServer(reg, svc)
 	return nil
-}
-
-// streamsForCalls is how many streams a connection has for calls on top
-// of MaxWatches watches.
-const streamsForCalls = 1024
-
-// maxStreams is the node's MaxConcurrentStreams: the streams one client
-// connection may have open at once, each costing the node a goroutine and
-// stream state; gRPC's default is unbounded. Every watch holds a stream
-// for its life, and a Client opens all its watches to a node on one
-// connection, so the bound is MaxWatches plus room for calls: a client's
-// watches meet ErrTooManyWatches before they use up its connection, and
-// its calls always have streams (past the bound, new streams wait for one
-// to end rather than fail).
-func maxStreams(maxWatches int) uint32 {
-	return uint32(min(maxWatches, math.MaxUint32-streamsForCalls) + streamsForCalls)
 }
 
 // registrar registers services on the node's server behind the guard.

@@ -3,7 +3,6 @@ package skiff
 import (
 	"context"
 	"fmt"
-	"sync/atomic"
 
 	"github.com/hashicorp/raft"
 	"github.com/skiffkv/skiff/internal/command"
@@ -18,8 +17,6 @@ type service struct {
 	skiffpb.UnimplementedKVServer
 	skiffpb.UnimplementedClusterServer
 	n *Node
-
-	watches atomic.Int64 // watches being served, at most Config.MaxWatches
 }
 
 // forwarded reports whether another node forwarded this request.
@@ -204,11 +201,11 @@ func (s *service) Status(ctx context.Context, _ *skiffpb.StatusRequest) (*skiffp
 // away, the node closes, or the watch fails (for example with a
 // *CompactedError, whose revisions travel in the status).
 func (s *service) Watch(req *skiffpb.WatchRequest, stream skiffpb.KV_WatchServer) error {
-	if s.watches.Add(1) > int64(s.n.cfg.MaxWatches) {
-		s.watches.Add(-1)
+	if s.n.netWatches.Add(1) > int64(s.n.cfg.MaxWatches) {
+		s.n.netWatches.Add(-1)
 		return s.status(fmt.Errorf("%w: %s already serves %d watches (Config.MaxWatches)", ErrTooManyWatches, s.n.id, s.n.cfg.MaxWatches))
 	}
-	defer s.watches.Add(-1)
+	defer s.n.netWatches.Add(-1)
 	o := watchOptions{after: req.AfterRevision, fromRev: req.FromRevision, initial: req.InitialState,
 		prev: req.PrevValue, exactKey: req.Exact}
 	sub, err := s.n.newSubscription(req.Prefix, o)
