@@ -48,10 +48,6 @@ type Node struct {
 	raft  *raft.Raft
 	tm    *transport.Manager // nil when Config.RaftTransport is set
 
-	// netWatches counts the watches served over the network, on every
-	// port; at most Config.MaxWatches.
-	netWatches atomic.Int64
-
 	lis   net.Listener
 	srv   *grpc.Server
 	peers *connPool // to other nodes, for forwarding and joins
@@ -70,6 +66,10 @@ type Node struct {
 	// snapshot loop, then by shutdown.
 	recorded uint64
 	wg       sync.WaitGroup
+
+	// netWatches counts the watches served over the network, on every
+	// port; at most Config.MaxWatches.
+	netWatches atomic.Int64
 }
 
 // logCacheSize is how many recent log entries are kept in memory, a few
