@@ -14,6 +14,14 @@ import (
 // maxBatchOps bounds the operations in one Batch call.
 const maxBatchOps = 1024
 
+// errNotRun is the result of a Get that a batch did not run because the
+// answer had reached pageBytes: a small request must not make a node
+// build an answer as large as the values it names (1024 Gets of 1 MiB
+// values would be 1 GiB). Nothing was read for the Get, so it can be sent
+// again; the Client does so in a later batch, and its callers never see
+// this error. It travels as the reason NOT_RUN.
+var errNotRun = errors.New("skiff: not run: the batch's answer reached its size limit; send the operation again")
+
 // Batch serves many independent operations in one call. Writes run
 // concurrently, so Raft can put them in one log append; linearizable reads
 // share one read index, stale reads one view. Each operation gets its own
@@ -66,25 +74,37 @@ func (s *service) Batch(ctx context.Context, req *skiffpb.BatchRequest) (*skiffp
 			results[i] = s.opResult(nil, fmt.Errorf("%w: empty operation", ErrInvalidArgument))
 		}
 	}
-	s.batchGets(ctx, req.Ops, stale, true, results)
-	s.batchGets(ctx, req.Ops, linear, false, results)
+	used := 0 // bytes of values and keys in the answer so far
+	s.batchGets(ctx, req.Ops, stale, true, results, &used)
+	s.batchGets(ctx, req.Ops, linear, false, results, &used)
 	wg.Wait()
 	return &skiffpb.BatchResponse{Results: results}, nil
 }
 
-// batchGets answers the Gets at idx from one view.
-func (s *service) batchGets(ctx context.Context, ops []*skiffpb.Op, idx []int, stale bool, results []*skiffpb.OpResult) {
+// batchGets answers the Gets at idx from one view, until the answer
+// holds pageBytes (*used counts it across calls); the Get that reaches
+// the budget is answered, so the first always is. The rest are errNotRun.
+func (s *service) batchGets(ctx context.Context, ops []*skiffpb.Op, idx []int, stale bool, results []*skiffpb.OpResult, used *int) {
 	if len(idx) == 0 {
 		return
 	}
-	view, err := s.n.view(ctx, stale)
+	var view *store.View
+	var err error
+	if *used < pageBytes {
+		view, err = s.n.view(ctx, stale)
+	}
 	for _, i := range idx {
+		if *used >= pageBytes {
+			results[i] = s.opResult(nil, errNotRun)
+			continue
+		}
 		if err != nil {
 			results[i] = s.opResult(nil, err)
 			continue
 		}
 		resp, gerr := s.n.getFrom(view, ops[i].GetGet().GetKey())
 		results[i] = s.opResult(&skiffpb.OpResult{Result: &skiffpb.OpResult_Get{Get: resp}}, gerr)
+		*used += len(resp.GetKv().GetKey()) + len(resp.GetKv().GetValue()) + entryOverhead
 	}
 }
 

@@ -211,7 +211,8 @@ func (c *Client) callContext(ctx context.Context) (context.Context, context.Canc
 // read runs a read on a node, moving to the next one while attempts fail
 // for reasons that say nothing about the answer. Linearizable reads go to
 // the leader first (it answers without a hop); stale reads to any node.
-func (c *Client) read(ctx context.Context, stale bool, call func(context.Context, *grpc.ClientConn) error) error {
+// call learns the node's address, for reads that must come back to it.
+func (c *Client) read(ctx context.Context, stale bool, call func(ctx context.Context, addr string, cc *grpc.ClientConn) error) error {
 	ctx, cancel := c.callContext(ctx)
 	defer cancel()
 	return c.attempts(ctx, !stale, func(ctx context.Context, addr string, cc *grpc.ClientConn) (bool, error) {
@@ -220,7 +221,7 @@ func (c *Client) read(ctx context.Context, stale bool, call func(context.Context
 		// node gets a chance.
 		actx, acancel := context.WithTimeout(ctx, attemptTimeout(ctx))
 		defer acancel()
-		err := fromStatus(call(actx, cc))
+		err := fromStatus(call(actx, addr, cc))
 		if err == nil {
 			return true, nil
 		}
@@ -348,70 +349,6 @@ func (c *Client) Get(ctx context.Context, key string, opts ...ReadOption) (*KeyV
 		return nil, err
 	}
 	return kvFromPB(res.GetGet().GetKv()), nil
-}
-
-// List returns the keys below prefix, as Node.List does.
-func (c *Client) List(ctx context.Context, prefix string, opts ...ReadOption) (*ListResult, error) {
-	o, ro, err := c.readOptions(opts)
-	if err != nil {
-		return nil, err
-	}
-	req := &skiffpb.ListRequest{Prefix: prefix, After: o.after, Limit: int64(o.limit), KeysOnly: o.keysOnly, Options: ro}
-	var res *ListResult
-	err = c.read(ctx, o.stale, func(ctx context.Context, cc *grpc.ClientConn) error {
-		resp, err := skiffpb.NewKVClient(cc).List(ctx, req)
-		if err != nil {
-			return err
-		}
-		res = &ListResult{More: resp.More, Revision: resp.Revision, KVs: make([]KeyValue, len(resp.Kvs))}
-		for i, kv := range resp.Kvs {
-			res.KVs[i] = *kvFromPB(kv)
-			if o.keysOnly {
-				res.KVs[i].Value = nil
-			}
-		}
-		return nil
-	})
-	return res, err
-}
-
-// Children lists the immediate children of prefix, as Node.Children does.
-func (c *Client) Children(ctx context.Context, prefix string, opts ...ReadOption) ([]Child, error) {
-	o, ro, err := c.readOptions(opts)
-	if err != nil {
-		return nil, err
-	}
-	req := &skiffpb.ChildrenRequest{Prefix: prefix, After: o.after, Limit: int64(o.limit), Options: ro}
-	var out []Child
-	err = c.read(ctx, o.stale, func(ctx context.Context, cc *grpc.ClientConn) error {
-		resp, err := skiffpb.NewKVClient(cc).Children(ctx, req)
-		if err != nil {
-			return err
-		}
-		out = make([]Child, len(resp.Children))
-		for i, ch := range resp.Children {
-			out[i] = Child{Name: ch.Name, IsKey: ch.IsKey, HasChildren: ch.HasChildren}
-		}
-		return nil
-	})
-	return out, err
-}
-
-// Prefixes returns the top-level namespaces, as Node.Prefixes does.
-func (c *Client) Prefixes(ctx context.Context, opts ...ReadOption) ([]string, error) {
-	o, ro, err := c.readOptions(opts)
-	if err != nil {
-		return nil, err
-	}
-	var out []string
-	err = c.read(ctx, o.stale, func(ctx context.Context, cc *grpc.ClientConn) error {
-		resp, err := skiffpb.NewKVClient(cc).Prefixes(ctx, &skiffpb.PrefixesRequest{Options: ro})
-		if err == nil {
-			out = resp.Prefixes
-		}
-		return err
-	})
-	return out, err
 }
 
 func kvFromPB(kv *skiffpb.KeyValue) *KeyValue {

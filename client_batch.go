@@ -22,11 +22,37 @@ import (
 // Each operation keeps its own outcome. A batch of writes that fails after
 // it was sent makes every write in it indeterminate, exactly as a single
 // write would be; reads are retried on another node.
+//
+// A batch is bounded by bytes as well as by count: the client chose to put
+// these operations together, so the message must never grow too large
+// because of that choice (100 concurrent Puts of 1 MiB are 100 MiB, past
+// every node's message limit). A batch holds at most maxBatchSize
+// operations and batchBytes of keys and values, but always its first
+// operation, so an operation goes alone if it must. A node answers the
+// Gets of a batch up to a byte budget of its own and marks the others
+// NOT_RUN (errNotRun); those go again in a later batch.
 
 const (
 	maxBatchSenders = 4   // batches in flight per kind of operation
 	maxBatchSize    = 128 // operations per batch
 )
+
+// batchBytes is the byte budget of a batch: pageBytes, or half the
+// message limit when the client was given a smaller one.
+func (b *batcher) batchBytes() int { return min(pageBytes, b.c.opts.maxMsg/2) }
+
+// opSize is what an operation adds to a batch request, near enough.
+func opSize(op *skiffpb.Op) int {
+	switch o := op.Op.(type) {
+	case *skiffpb.Op_Put:
+		return len(o.Put.GetKey()) + len(o.Put.GetValue()) + entryOverhead
+	case *skiffpb.Op_Delete:
+		return len(o.Delete.GetKey()) + entryOverhead
+	case *skiffpb.Op_Get:
+		return len(o.Get.GetKey()) + entryOverhead
+	}
+	return entryOverhead
+}
 
 type batchKind int
 
@@ -111,19 +137,26 @@ func (b *batcher) send(batch []*batchCall) {
 	}
 }
 
-// take removes up to maxBatchSize calls from the queue, skipping those
-// whose callers gave up.
+// take removes the next batch from the queue, in order, skipping calls
+// whose callers gave up: up to maxBatchSize calls and batchBytes, but at
+// least one call.
 func (b *batcher) take() []*batchCall {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	var batch []*batchCall
+	size, full, budget := 0, false, b.batchBytes()
 	rest := b.queue[:0]
 	for _, call := range b.queue {
-		if len(batch) < maxBatchSize {
-			if call.state.CompareAndSwap(callQueued, callTaken) {
-				batch = append(batch, call)
+		if !full {
+			n := opSize(call.op)
+			full = len(batch) == maxBatchSize || len(batch) > 0 && size+n > budget
+			if !full {
+				if call.state.CompareAndSwap(callQueued, callTaken) {
+					batch = append(batch, call)
+					size += n
+				}
+				continue
 			}
-			continue
 		}
 		rest = append(rest, call)
 	}
@@ -160,10 +193,14 @@ func (b *batcher) run(batch []*batchCall) {
 		resp, err = b.attempt(ctx, cc, req)
 		return err != nil && ctx.Err() == nil && b.retry(err), err
 	})
+	var again []*batchCall
 	for i, call := range batch {
 		switch {
 		case err != nil:
 			call.err = err
+		case i < len(resp.Results) && notRun(resp.Results[i]):
+			again = append(again, call)
+			continue
 		case i < len(resp.Results):
 			call.res = resp.Results[i]
 		default:
@@ -171,6 +208,29 @@ func (b *batcher) run(batch []*batchCall) {
 		}
 		close(call.done)
 	}
+	b.requeue(again)
+}
+
+// notRun reports a Get the node did not run (errNotRun).
+func notRun(res *skiffpb.OpResult) bool {
+	oe := res.GetError()
+	return oe != nil && errors.Is(fromOpError(oe), errNotRun)
+}
+
+// requeue puts calls a node did not run back at the head of the queue, in
+// their order, for the next batch. A node runs at least the first Get of
+// a batch, so each batch makes progress. The senders see the queue is not
+// empty before they give up their slot (idle), so the calls go out.
+func (b *batcher) requeue(calls []*batchCall) {
+	if len(calls) == 0 {
+		return
+	}
+	for _, call := range calls {
+		call.state.Store(callQueued)
+	}
+	b.mu.Lock()
+	b.queue = append(calls, b.queue...)
+	b.mu.Unlock()
 }
 
 func later(a, b time.Time) time.Time {

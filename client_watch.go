@@ -15,8 +15,9 @@ import (
 // continues on another node from the last revision it delivered, so the
 // caller sees no gap and no repeat; it ends when ctx ends, on Close, or
 // with an error that resuming cannot fix (ErrCompacted, an invalid
-// prefix). A failure while the initial state is being sent ends the watch
-// too: start it again.
+// prefix, or ErrTooManyWatches from every node it tried in a round). A
+// failure while the initial state is being sent ends the watch too: start
+// it again.
 func (c *Client) Watch(ctx context.Context, prefix string, opts ...WatchOption) (*Watcher, error) {
 	o := collectWatchOptions(opts)
 	if o.exactKey {
@@ -67,7 +68,17 @@ func (cw *clientWatch) run(ctx context.Context, first chan<- error) error {
 	cw.synced = !cw.o.initial
 	pause := 50 * time.Millisecond
 	started := false // first has been answered
+	end := func(err error) error {
+		if !started {
+			first <- err
+		}
+		return err
+	}
 	for {
+		// A node at its MaxWatches refuses; another may have room, but if
+		// every node refuses, waiting would hide the refusal.
+		var refused, tried int
+		var last error
 		for _, addr := range cw.c.candidates(false) {
 			opened := false
 			err := cw.stream(ctx, addr, func() {
@@ -78,29 +89,28 @@ func (cw *clientWatch) run(ctx context.Context, first chan<- error) error {
 				}
 			})
 			if ctx.Err() != nil {
-				if !started {
-					first <- ctx.Err()
-				}
-				return ctx.Err()
+				return end(ctx.Err())
 			}
 			if final(err) || opened && !cw.synced {
-				if !started {
-					first <- err
-				}
-				return err
+				return end(err)
 			}
 			if opened {
 				pause = 50 * time.Millisecond
 			}
+			tried, last = tried+1, err
+			if errors.Is(err, ErrTooManyWatches) {
+				refused++
+			}
+		}
+		if tried > 0 && refused == tried {
+			return end(last)
 		}
 		t := time.NewTimer(pause)
 		select {
 		case <-t.C:
 		case <-ctx.Done():
 			t.Stop()
-			if !started {
-				first <- fmt.Errorf("%w: %w", ErrUnavailable, ctxError(ctx, "opening a watch"))
-			}
+			end(fmt.Errorf("%w: %w", ErrUnavailable, ctxError(ctx, "opening a watch")))
 			return ctx.Err()
 		}
 		pause = min(2*pause, time.Second)

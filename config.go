@@ -113,6 +113,12 @@ type Config struct {
 	// starts, at the snapshot it loads.
 	WatchHistory      int
 	WatchHistoryBytes int64
+	// MaxWatches bounds the watches the node serves over the network at
+	// once (a Client's watches; Node.Watch is not counted). Past it a new
+	// watch fails with ErrTooManyWatches and changes nothing. Each watch
+	// holds a gRPC stream, a goroutine and a cursor into the history. 0
+	// means DefaultMaxWatches.
+	MaxWatches int
 
 	// TLS, when set, serves the node's port over TLS. For mutual TLS set
 	// ClientAuth and ClientCAs. PeerTLS is used when this node dials other
@@ -182,6 +188,7 @@ const (
 
 	DefaultWatchHistory      = 100_000
 	DefaultWatchHistoryBytes = 64 << 20
+	DefaultMaxWatches        = 10_000
 )
 
 // DefaultConfig returns a Config with every tunable set to its default.
@@ -202,6 +209,7 @@ func DefaultConfig() Config {
 		MaxValueSize:       DefaultMaxValueSize,
 		WatchHistory:       DefaultWatchHistory,
 		WatchHistoryBytes:  DefaultWatchHistoryBytes,
+		MaxWatches:         DefaultMaxWatches,
 	}
 }
 
@@ -242,6 +250,9 @@ func (c Config) withDefaults() Config {
 	if c.WatchHistoryBytes == 0 {
 		c.WatchHistoryBytes = d.WatchHistoryBytes
 	}
+	if c.MaxWatches == 0 {
+		c.MaxWatches = d.MaxWatches
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -275,6 +286,8 @@ func (c Config) validate() error {
 		return bad("QuotaBytes, MaxKeySize and MaxValueSize must not be negative")
 	case c.WatchHistory < 0 || c.WatchHistoryBytes < 0:
 		return bad("WatchHistory and WatchHistoryBytes must not be negative")
+	case c.MaxWatches < 0:
+		return bad("MaxWatches must not be negative")
 	case c.MaxValueSize > maxValueSizeLimit:
 		return bad("MaxValueSize %d exceeds 32 MiB", c.MaxValueSize)
 	case c.MaxKeySize > maxKeySizeLimit:

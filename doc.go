@@ -133,7 +133,9 @@
 // [Node.Children] lists one level like a directory, telling for each child
 // whether it is a key, has keys below it, or both. [Node.Prefixes] returns
 // the top-level namespaces: the first segments of keys that have more than
-// one segment.
+// one segment. Over the network a node answers listings in pages of at
+// most 4 MiB, and the [Client] joins the pages, all read from one
+// revision, so its listings return what the Node's do.
 //
 // # Errors
 //

@@ -24,6 +24,10 @@ var (
 	// ErrQuotaExceeded: the write would grow the state beyond
 	// Config.QuotaBytes. Reads and deletes keep working.
 	ErrQuotaExceeded = errors.New("skiff: state quota exceeded")
+	// ErrTooManyWatches: the node already serves Config.MaxWatches watches
+	// over the network, and did not start this one. Close a watch, or
+	// watch through another node.
+	ErrTooManyWatches = errors.New("skiff: too many watches")
 	// ErrInvalidArgument: a request other than its key or value is malformed
 	// (a negative limit, an unknown option, an empty member ID, ...).
 	ErrInvalidArgument = errors.New("skiff: invalid argument")

@@ -33,3 +33,15 @@ func LastLog(n *Node) (index, term uint64) {
 	term, _ = strconv.ParseUint(n.raft.Stats()["last_log_term"], 10, 64)
 	return n.raft.LastIndex(), term
 }
+
+// SetListPageHook calls f after each page a Client's listing receives
+// (see testHookListPage) and returns a function that removes it. Tests
+// that use it must not run in parallel with others.
+func SetListPageHook(f func(page int)) (restore func()) {
+	testHookListPage = f
+	return func() { testHookListPage = nil }
+}
+
+// DropListingPins makes n forget the states it keeps for listings in
+// progress, as if they had expired.
+func DropListingPins(n *Node) { n.pins.clear() }

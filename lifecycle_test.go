@@ -60,6 +60,7 @@ func TestInvalidConfig(t *testing.T) {
 			c.InitialCluster = []skiff.Peer{{ID: "x", Address: "a:1"}}
 		}},
 		{"lease above heartbeat", func(c *skiff.Config) { c.LeaderLeaseTimeout = 2 * c.HeartbeatTimeout }},
+		{"negative MaxWatches", func(c *skiff.Config) { c.MaxWatches = -1 }},
 		{"wildcard without advertise", func(c *skiff.Config) { c.BindAddr = "0.0.0.0:0" }},
 		{"initial cluster without self", func(c *skiff.Config) {
 			c.ID = "me"

@@ -1,6 +1,10 @@
 package skiff
 
-import "github.com/skiffkv/skiff/store"
+import (
+	"math"
+
+	"github.com/skiffkv/skiff/store"
+)
 
 // Size limits that hold for every node and client, whatever their Config.
 //
@@ -38,3 +42,19 @@ const (
 
 // entrySize is what an entry adds to an answer, near enough.
 func entrySize(e store.Entry) int { return len(e.Key) + len(e.Value) + entryOverhead }
+
+// streamsForCalls is how many streams a connection has for calls on top
+// of MaxWatches watches.
+const streamsForCalls = 1024
+
+// maxStreams is the node's MaxConcurrentStreams: the streams one client
+// connection may have open at once, each costing the node a goroutine and
+// stream state; gRPC's default is unbounded. Every watch holds a stream
+// for its life, and a Client opens all its watches to a node on one
+// connection, so the bound is MaxWatches plus room for calls: a client's
+// watches meet ErrTooManyWatches before they use up its connection, and
+// its calls always have streams (past the bound, new streams wait for one
+// to end rather than fail).
+func maxStreams(maxWatches int) uint32 {
+	return uint32(min(maxWatches, math.MaxUint32-streamsForCalls) + streamsForCalls)
+}

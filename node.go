@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	transport "github.com/Jille/raft-grpc-transport"
@@ -41,6 +42,7 @@ type Node struct {
 	snaps privateSnapshots
 	fsm   *fsm
 	hist  *history
+	pins  *viewPins // views behind listing pages served over the network
 	raft  *raft.Raft
 	tm    *transport.Manager // nil when Config.RaftTransport is set
 
@@ -71,6 +73,10 @@ type Node struct {
 	// snapshot loop, then by shutdown.
 	recorded uint64
 	wg       sync.WaitGroup
+
+	// netWatches counts the watches served over the network, on every
+	// port; at most Config.MaxWatches.
+	netWatches atomic.Int64
 }
 
 // logCacheSize is how many recent log entries are kept in memory, a few
@@ -150,6 +156,7 @@ func (n *Node) start() (fresh bool, err error) {
 	n.fsm = newFSM()
 	n.fsm.onFail = n.stop
 	n.hist = newHistory(cfg.WatchHistory, cfg.WatchHistoryBytes)
+	n.pins = newViewPins()
 	n.fsm.publish = n.hist.publish
 	ahead, err := n.restoreLatest()
 	if err != nil {
@@ -420,6 +427,9 @@ func (n *Node) shutdown() {
 			}
 		}
 		_ = n.peers.close() // connections to peers; nothing to report
+		if n.pins != nil {
+			n.pins.clear()
+		}
 		n.wg.Wait()
 		if n.raft != nil {
 			n.recordApplied() // the state machine is still now

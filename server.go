@@ -105,6 +105,7 @@ func exposed(l net.Listener) bool {
 func (n *Node) newServer() *grpc.Server {
 	opts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(wireMessageLimit), grpc.MaxSendMsgSize(wireMessageLimit),
+		grpc.MaxConcurrentStreams(maxStreams(n.cfg.MaxWatches)),
 		experimental.BufferPool(bufpool.Shared),
 		grpc.ForceServerCodecV2(lenientCodec{encoding.GetCodecV2(protoCodec)}),
 	}

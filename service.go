@@ -129,48 +129,6 @@ func (s *service) Get(ctx context.Context, req *skiffpb.GetRequest) (*skiffpb.Ge
 	return &skiffpb.GetResponse{Kv: kvToPB(kv), Revision: kv.ModRevision}, nil
 }
 
-func (s *service) List(ctx context.Context, req *skiffpb.ListRequest) (*skiffpb.ListResponse, error) {
-	opts := append(readOpts(req.Options), WithAfter(req.After), WithLimit(int(req.Limit)))
-	if req.Limit < 0 || req.Limit > 1<<31 {
-		return nil, s.status(fmt.Errorf("%w: limit %d", ErrInvalidArgument, req.Limit))
-	}
-	if req.KeysOnly {
-		opts = append(opts, WithKeysOnly())
-	}
-	res, err := s.n.List(ctx, req.Prefix, opts...)
-	if err != nil {
-		return nil, s.status(err)
-	}
-	resp := &skiffpb.ListResponse{More: res.More, Revision: res.Revision, Kvs: make([]*skiffpb.KeyValue, len(res.KVs))}
-	for i := range res.KVs {
-		resp.Kvs[i] = kvToPB(&res.KVs[i])
-	}
-	return resp, nil
-}
-
-func (s *service) Children(ctx context.Context, req *skiffpb.ChildrenRequest) (*skiffpb.ChildrenResponse, error) {
-	if req.Limit < 0 || req.Limit > 1<<31 {
-		return nil, s.status(fmt.Errorf("%w: limit %d", ErrInvalidArgument, req.Limit))
-	}
-	cs, err := s.n.Children(ctx, req.Prefix, append(readOpts(req.Options), WithAfter(req.After), WithLimit(int(req.Limit)))...)
-	if err != nil {
-		return nil, s.status(err)
-	}
-	resp := &skiffpb.ChildrenResponse{Children: make([]*skiffpb.Child, len(cs))}
-	for i, c := range cs {
-		resp.Children[i] = &skiffpb.Child{Name: c.Name, IsKey: c.IsKey, HasChildren: c.HasChildren}
-	}
-	return resp, nil
-}
-
-func (s *service) Prefixes(ctx context.Context, req *skiffpb.PrefixesRequest) (*skiffpb.PrefixesResponse, error) {
-	ps, err := s.n.Prefixes(ctx, readOpts(req.Options)...)
-	if err != nil {
-		return nil, s.status(err)
-	}
-	return &skiffpb.PrefixesResponse{Prefixes: ps}, nil
-}
-
 func (s *service) Members(ctx context.Context, _ *skiffpb.MembersRequest) (*skiffpb.MembersResponse, error) {
 	ms, err := s.n.Members(ctx)
 	if err != nil {
@@ -254,6 +212,11 @@ func (s *service) Status(ctx context.Context, _ *skiffpb.StatusRequest) (*skiffp
 // away, the node closes, or the watch fails (for example with a
 // *CompactedError, whose revisions travel in the status).
 func (s *service) Watch(req *skiffpb.WatchRequest, stream skiffpb.KV_WatchServer) error {
+	if s.n.netWatches.Add(1) > int64(s.n.cfg.MaxWatches) {
+		s.n.netWatches.Add(-1)
+		return s.status(fmt.Errorf("%w: %s already serves %d watches (Config.MaxWatches)", ErrTooManyWatches, s.n.id, s.n.cfg.MaxWatches))
+	}
+	defer s.n.netWatches.Add(-1)
 	o := watchOptions{after: req.AfterRevision, fromRev: req.FromRevision, initial: req.InitialState,
 		prev: req.PrevValue, exactKey: req.Exact}
 	sub, err := s.n.newSubscription(stream.Context(), req.Prefix, o)

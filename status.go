@@ -35,6 +35,8 @@ var wireErrors = []wireError{
 	{ErrKeyTooLarge, codes.InvalidArgument, "KEY_TOO_LARGE"},
 	{ErrValueTooLarge, codes.InvalidArgument, "VALUE_TOO_LARGE"},
 	{ErrQuotaExceeded, codes.ResourceExhausted, "QUOTA_EXCEEDED"},
+	{errNotRun, codes.ResourceExhausted, "NOT_RUN"}, // a batch's Get, to send again
+	{ErrTooManyWatches, codes.ResourceExhausted, "TOO_MANY_WATCHES"},
 	{ErrInvalidArgument, codes.InvalidArgument, "INVALID_ARGUMENT"},
 	// ErrIndeterminate comes before ErrTimeout, ErrClosed and ErrNotLeader,
 	// which it is often combined with: the caller must see it.

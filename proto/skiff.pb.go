@@ -629,6 +629,15 @@ func (x *GetResponse) GetRevision() uint64 {
 	return 0
 }
 
+// Listings (List, Children, Prefixes) come in pages. A page holds at most
+// limit entries (0: the server's default page size, 1000) and ends early
+// before the entry that would take it past the server's byte budget
+// (4 MiB); its first entry is always included. more says entries follow:
+// ask for them with after set to the last one returned and revision set
+// to the first page's revision, and the node reads the same state again.
+// A node keeps the state behind a page with more for a while (60 s after
+// its last use, and only so many); a continuation whose state is gone
+// fails with COMPACTED, and the listing must start again.
 type ListRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Segment-aware prefix; "" lists every key.
@@ -636,9 +645,13 @@ type ListRequest struct {
 	// Start strictly after this key.
 	After string `protobuf:"bytes,2,opt,name=after,proto3" json:"after,omitempty"`
 	// At most this many keys; 0 means the server's default page size.
-	Limit         int64        `protobuf:"varint,3,opt,name=limit,proto3" json:"limit,omitempty"`
-	KeysOnly      bool         `protobuf:"varint,4,opt,name=keys_only,json=keysOnly,proto3" json:"keys_only,omitempty"`
-	Options       *ReadOptions `protobuf:"bytes,5,opt,name=options,proto3" json:"options,omitempty"`
+	Limit    int64        `protobuf:"varint,3,opt,name=limit,proto3" json:"limit,omitempty"`
+	KeysOnly bool         `protobuf:"varint,4,opt,name=keys_only,json=keysOnly,proto3" json:"keys_only,omitempty"`
+	Options  *ReadOptions `protobuf:"bytes,5,opt,name=options,proto3" json:"options,omitempty"`
+	// Continue a listing at this revision (a previous page's); 0 starts a
+	// new listing at the current state. options do not apply to a
+	// continuation: it reads the state the first page was read from.
+	Revision      uint64 `protobuf:"varint,6,opt,name=revision,proto3" json:"revision,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -708,6 +721,13 @@ func (x *ListRequest) GetOptions() *ReadOptions {
 	return nil
 }
 
+func (x *ListRequest) GetRevision() uint64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
 type ListResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Kvs   []*KeyValue            `protobuf:"bytes,1,rep,name=kvs,proto3" json:"kvs,omitempty"`
@@ -770,11 +790,15 @@ func (x *ListResponse) GetRevision() uint64 {
 }
 
 type ChildrenRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Prefix        string                 `protobuf:"bytes,1,opt,name=prefix,proto3" json:"prefix,omitempty"`
-	After         string                 `protobuf:"bytes,2,opt,name=after,proto3" json:"after,omitempty"`
-	Limit         int64                  `protobuf:"varint,3,opt,name=limit,proto3" json:"limit,omitempty"`
-	Options       *ReadOptions           `protobuf:"bytes,4,opt,name=options,proto3" json:"options,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Prefix string                 `protobuf:"bytes,1,opt,name=prefix,proto3" json:"prefix,omitempty"`
+	// Start strictly after this child name.
+	After string `protobuf:"bytes,2,opt,name=after,proto3" json:"after,omitempty"`
+	// At most this many children; 0 means the server's default page size.
+	Limit   int64        `protobuf:"varint,3,opt,name=limit,proto3" json:"limit,omitempty"`
+	Options *ReadOptions `protobuf:"bytes,4,opt,name=options,proto3" json:"options,omitempty"`
+	// Continue a listing at this revision; see ListRequest.
+	Revision      uint64 `protobuf:"varint,5,opt,name=revision,proto3" json:"revision,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -835,6 +859,13 @@ func (x *ChildrenRequest) GetOptions() *ReadOptions {
 		return x.Options
 	}
 	return nil
+}
+
+func (x *ChildrenRequest) GetRevision() uint64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
 }
 
 type Child struct {
@@ -898,10 +929,11 @@ func (x *Child) GetHasChildren() bool {
 }
 
 type ChildrenResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Children      []*Child               `protobuf:"bytes,1,rep,name=children,proto3" json:"children,omitempty"`
-	More          bool                   `protobuf:"varint,2,opt,name=more,proto3" json:"more,omitempty"`
-	Revision      uint64                 `protobuf:"varint,3,opt,name=revision,proto3" json:"revision,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Children []*Child               `protobuf:"bytes,1,rep,name=children,proto3" json:"children,omitempty"`
+	// More children follow the last one returned.
+	More          bool   `protobuf:"varint,2,opt,name=more,proto3" json:"more,omitempty"`
+	Revision      uint64 `protobuf:"varint,3,opt,name=revision,proto3" json:"revision,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -958,8 +990,14 @@ func (x *ChildrenResponse) GetRevision() uint64 {
 }
 
 type PrefixesRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Options       *ReadOptions           `protobuf:"bytes,1,opt,name=options,proto3" json:"options,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Options *ReadOptions           `protobuf:"bytes,1,opt,name=options,proto3" json:"options,omitempty"`
+	// Start strictly after this namespace.
+	After string `protobuf:"bytes,2,opt,name=after,proto3" json:"after,omitempty"`
+	// At most this many namespaces; 0 means the server's default page size.
+	Limit int64 `protobuf:"varint,3,opt,name=limit,proto3" json:"limit,omitempty"`
+	// Continue a listing at this revision; see ListRequest.
+	Revision      uint64 `protobuf:"varint,4,opt,name=revision,proto3" json:"revision,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1001,10 +1039,33 @@ func (x *PrefixesRequest) GetOptions() *ReadOptions {
 	return nil
 }
 
+func (x *PrefixesRequest) GetAfter() string {
+	if x != nil {
+		return x.After
+	}
+	return ""
+}
+
+func (x *PrefixesRequest) GetLimit() int64 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+func (x *PrefixesRequest) GetRevision() uint64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
 type PrefixesResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Prefixes      []string               `protobuf:"bytes,1,rep,name=prefixes,proto3" json:"prefixes,omitempty"`
-	Revision      uint64                 `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Prefixes []string               `protobuf:"bytes,1,rep,name=prefixes,proto3" json:"prefixes,omitempty"`
+	Revision uint64                 `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"`
+	// More namespaces follow the last one returned.
+	More          bool `protobuf:"varint,3,opt,name=more,proto3" json:"more,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1051,6 +1112,13 @@ func (x *PrefixesResponse) GetRevision() uint64 {
 		return x.Revision
 	}
 	return 0
+}
+
+func (x *PrefixesResponse) GetMore() bool {
+	if x != nil {
+		return x.More
+	}
+	return false
 }
 
 type WatchRequest struct {
@@ -1362,6 +1430,7 @@ func (*Op_Delete) isOp_Op() {}
 
 func (*Op_Get) isOp_Op() {}
 
+// A batch holds at most 1024 operations.
 type BatchRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Ops           []*Op                  `protobuf:"bytes,1,rep,name=ops,proto3" json:"ops,omitempty"`
@@ -1408,7 +1477,9 @@ func (x *BatchRequest) GetOps() []*Op {
 
 // OpError is one operation's failure: the skiff error reasons (as in the
 // ErrorInfo of a failed call), the message, and the leader's address when
-// known.
+// known. The reason NOT_RUN marks a Get the node did not run because the
+// answer had reached its byte budget (4 MiB): nothing was read for it, and
+// it can be sent again in another batch.
 type OpError struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Reasons       []string               `protobuf:"bytes,1,rep,name=reasons,proto3" json:"reasons,omitempty"`
@@ -2327,22 +2398,24 @@ const file_skiff_proto_rawDesc = "" +
 	"\aoptions\x18\x02 \x01(\v2\x15.skiff.v1.ReadOptionsR\aoptions\"M\n" +
 	"\vGetResponse\x12\"\n" +
 	"\x02kv\x18\x01 \x01(\v2\x12.skiff.v1.KeyValueR\x02kv\x12\x1a\n" +
-	"\brevision\x18\x02 \x01(\x04R\brevision\"\x9f\x01\n" +
+	"\brevision\x18\x02 \x01(\x04R\brevision\"\xbb\x01\n" +
 	"\vListRequest\x12\x16\n" +
 	"\x06prefix\x18\x01 \x01(\tR\x06prefix\x12\x14\n" +
 	"\x05after\x18\x02 \x01(\tR\x05after\x12\x14\n" +
 	"\x05limit\x18\x03 \x01(\x03R\x05limit\x12\x1b\n" +
 	"\tkeys_only\x18\x04 \x01(\bR\bkeysOnly\x12/\n" +
-	"\aoptions\x18\x05 \x01(\v2\x15.skiff.v1.ReadOptionsR\aoptions\"d\n" +
+	"\aoptions\x18\x05 \x01(\v2\x15.skiff.v1.ReadOptionsR\aoptions\x12\x1a\n" +
+	"\brevision\x18\x06 \x01(\x04R\brevision\"d\n" +
 	"\fListResponse\x12$\n" +
 	"\x03kvs\x18\x01 \x03(\v2\x12.skiff.v1.KeyValueR\x03kvs\x12\x12\n" +
 	"\x04more\x18\x02 \x01(\bR\x04more\x12\x1a\n" +
-	"\brevision\x18\x03 \x01(\x04R\brevision\"\x86\x01\n" +
+	"\brevision\x18\x03 \x01(\x04R\brevision\"\xa2\x01\n" +
 	"\x0fChildrenRequest\x12\x16\n" +
 	"\x06prefix\x18\x01 \x01(\tR\x06prefix\x12\x14\n" +
 	"\x05after\x18\x02 \x01(\tR\x05after\x12\x14\n" +
 	"\x05limit\x18\x03 \x01(\x03R\x05limit\x12/\n" +
-	"\aoptions\x18\x04 \x01(\v2\x15.skiff.v1.ReadOptionsR\aoptions\"U\n" +
+	"\aoptions\x18\x04 \x01(\v2\x15.skiff.v1.ReadOptionsR\aoptions\x12\x1a\n" +
+	"\brevision\x18\x05 \x01(\x04R\brevision\"U\n" +
 	"\x05Child\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x15\n" +
 	"\x06is_key\x18\x02 \x01(\bR\x05isKey\x12!\n" +
@@ -2350,12 +2423,16 @@ const file_skiff_proto_rawDesc = "" +
 	"\x10ChildrenResponse\x12+\n" +
 	"\bchildren\x18\x01 \x03(\v2\x0f.skiff.v1.ChildR\bchildren\x12\x12\n" +
 	"\x04more\x18\x02 \x01(\bR\x04more\x12\x1a\n" +
-	"\brevision\x18\x03 \x01(\x04R\brevision\"B\n" +
+	"\brevision\x18\x03 \x01(\x04R\brevision\"\x8a\x01\n" +
 	"\x0fPrefixesRequest\x12/\n" +
-	"\aoptions\x18\x01 \x01(\v2\x15.skiff.v1.ReadOptionsR\aoptions\"J\n" +
+	"\aoptions\x18\x01 \x01(\v2\x15.skiff.v1.ReadOptionsR\aoptions\x12\x14\n" +
+	"\x05after\x18\x02 \x01(\tR\x05after\x12\x14\n" +
+	"\x05limit\x18\x03 \x01(\x03R\x05limit\x12\x1a\n" +
+	"\brevision\x18\x04 \x01(\x04R\brevision\"^\n" +
 	"\x10PrefixesResponse\x12\x1a\n" +
 	"\bprefixes\x18\x01 \x03(\tR\bprefixes\x12\x1a\n" +
-	"\brevision\x18\x02 \x01(\x04R\brevision\"\xcc\x01\n" +
+	"\brevision\x18\x02 \x01(\x04R\brevision\x12\x12\n" +
+	"\x04more\x18\x03 \x01(\bR\x04more\"\xcc\x01\n" +
 	"\fWatchRequest\x12\x16\n" +
 	"\x06prefix\x18\x01 \x01(\tR\x06prefix\x12\x14\n" +
 	"\x05exact\x18\x02 \x01(\bR\x05exact\x12%\n" +

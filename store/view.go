@@ -64,18 +64,32 @@ type Child struct {
 // The cost is O(children · log n): each child's subtree is skipped with a
 // seek rather than scanned.
 func (v *View) Children(prefix, after string, limit int) []Child {
-	dir := dirPrefix(prefix)
 	var out []Child
+	v.EachChild(prefix, after, func(c Child) bool {
+		out = append(out, c)
+		return limit <= 0 || len(out) < limit
+	})
+	return out
+}
+
+// EachChild calls fn for the children Children would list, in the same
+// order, until fn returns false or they run out. Callers that bound what
+// they collect by something other than a count (bytes, say) use it, so
+// that no child past the bound is looked up.
+func (v *View) EachChild(prefix, after string, fn func(Child) bool) {
+	dir := dirPrefix(prefix)
 	name, ok := v.nextChild(dir, after, after != "")
-	for ok && (limit <= 0 || len(out) < limit) {
-		out = append(out, Child{
+	for ok {
+		c := Child{
 			Name:        name,
 			IsKey:       v.tree.Has(item{key: dir + name}),
 			HasChildren: v.hasPrefix(dir + name + "/"),
-		})
+		}
+		if !fn(c) {
+			return
+		}
 		name, ok = v.nextChild(dir, name, true)
 	}
-	return out
 }
 
 // Prefixes returns the top-level namespaces: the distinct first segments of
@@ -84,14 +98,24 @@ func (v *View) Children(prefix, after string, limit int) []Child {
 // subtree; only top-level keys without '/' are visited one by one.
 func (v *View) Prefixes() []string {
 	var out []string
-	name, ok := v.nextChild("", "", false)
+	v.EachPrefix("", func(p string) bool {
+		out = append(out, p)
+		return true
+	})
+	return out
+}
+
+// EachPrefix calls fn for the namespaces Prefixes would return that sort
+// strictly after after (when not empty), ascending, until fn returns false
+// or they run out.
+func (v *View) EachPrefix(after string, fn func(string) bool) {
+	name, ok := v.nextChild("", after, after != "")
 	for ok {
-		if v.hasPrefix(name + "/") {
-			out = append(out, name)
+		if v.hasPrefix(name+"/") && !fn(name) {
+			return
 		}
 		name, ok = v.nextChild("", name, true)
 	}
-	return out
 }
 
 // dirPrefix turns a directory name into the key prefix of its subtree.

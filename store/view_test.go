@@ -149,3 +149,22 @@ func TestPrefixes(t *testing.T) {
 		})
 	}
 }
+
+// EachPrefix continues after a given namespace, as a paged listing does,
+// and stops when told to.
+func TestEachPrefixAfter(t *testing.T) {
+	v := viewWith("a-b/x", "a/y", "a.c", "zz", "a0/z", "m/1", "m-/2")
+	var all []string
+	v.EachPrefix("", func(p string) bool { all = append(all, p); return true })
+	for i := range all {
+		var rest []string
+		v.EachPrefix(all[i], func(p string) bool { rest = append(rest, p); return len(rest) < 2 })
+		want := all[i+1 : min(i+3, len(all))]
+		if !slices.Equal(rest, want) && !(len(rest) == 0 && len(want) == 0) {
+			t.Errorf("EachPrefix(%q) stopping at 2 = %q, want %q", all[i], rest, want)
+		}
+	}
+	if want := []string{"a", "a-b", "a0", "m", "m-"}; !slices.Equal(all, want) {
+		t.Errorf("EachPrefix(\"\") = %q, want %q", all, want)
+	}
+}
