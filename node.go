@@ -143,7 +143,8 @@ func (n *Node) start() (fresh bool, err error) {
 	if err != nil {
 		return false, err
 	}
-	scan, err := n.replayCommitted(ahead)
+	var scan *scanCache
+	err = guardLog(n.logPath(), "replay", func() (err error) { scan, err = n.replayCommitted(ahead); return err })
 	if err != nil {
 		return false, err
 	}
@@ -171,7 +172,12 @@ func (n *Node) start() (fresh bool, err error) {
 	if err != nil {
 		return false, fmt.Errorf("log cache: %w", err)
 	}
-	n.raft, err = raft.NewRaft(n.raftConfig(hlog), n.fsm, cached, n.logs, n.snaps, trans)
+	// NewRaft reads the whole log past the snapshot and panics on an
+	// entry it cannot read.
+	err = guardLog(n.logPath(), "read the log", func() (err error) {
+		n.raft, err = raft.NewRaft(n.raftConfig(hlog), n.fsm, cached, n.logs, n.snaps, trans)
+		return err
+	})
 	scan.drop()
 	if err != nil {
 		return false, fmt.Errorf("start raft: %w", err)
@@ -259,7 +265,8 @@ func (n *Node) restoreLatest() (*logReader, error) {
 	}
 	// The log must continue where the snapshot ends, or Raft would stop
 	// the process when it looks for the missing entries.
-	first, err := n.logs.FirstIndex()
+	var first uint64
+	err = guardLog(n.logPath(), "first index", func() (err error) { first, err = n.logs.FirstIndex(); return err })
 	if err != nil {
 		return nil, fmt.Errorf("read log: %w", err)
 	}
