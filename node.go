@@ -132,6 +132,7 @@ func (n *Node) start() (fresh bool, err error) {
 	if n.logs, n.kind, err = openLogStore(cfg.Dir, cfg.LogStore, hlog); err != nil {
 		return false, err
 	}
+	n.logs = n.guardStorage(n.logs)
 	if n.snaps, err = raft.NewFileSnapshotStoreWithLogger(cfg.Dir, cfg.RetainSnapshots, hlog); err != nil {
 		return false, fmt.Errorf("open snapshot store: %w", err)
 	}
@@ -181,6 +182,9 @@ func (n *Node) start() (fresh bool, err error) {
 	scan.drop()
 	if err != nil {
 		return false, fmt.Errorf("start raft: %w", err)
+	}
+	if err := n.Err(); err != nil {
+		return false, err // the disk refused to save the term (see failStop)
 	}
 	n.reads = newReadIndexer(n.raft, n.fsm)
 	n.wg.Add(1)
