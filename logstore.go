@@ -136,18 +136,26 @@ func openWAL(path string, logger hclog.Logger) (logStore, error) {
 	if err := os.MkdirAll(path, 0o700); err != nil {
 		return nil, fmt.Errorf("open log store: %w", err)
 	}
-	var w *raftwal.WAL
-	err := guardLog(path, "open", func() (err error) {
-		w, err = raftwal.Open(path, raftwal.WithLogger(logger.Named("wal")), raftwal.WithSegmentSize(walSegmentSize))
-		return err
-	})
-	switch {
-	case errors.Is(err, ErrCorrupt):
-		return nil, err
-	case err != nil:
-		return nil, fmt.Errorf("open log store %s: %w", path, err)
+	logger, size := logger.Named("wal"), walSegmentSize
+	open := func() (*raftwal.WAL, error) {
+		var w *raftwal.WAL
+		err := guardLog(path, "open", func() (err error) {
+			w, err = raftwal.Open(path, raftwal.WithLogger(logger), raftwal.WithSegmentSize(size))
+			return err
+		})
+		switch {
+		case errors.Is(err, ErrCorrupt):
+			return nil, err
+		case err != nil:
+			return nil, fmt.Errorf("open log store %s: %w", path, err)
+		}
+		return w, nil
 	}
-	return w, nil
+	w, err := open()
+	if err != nil {
+		return nil, err
+	}
+	return &walStore{w: w, open: open, path: path, logger: logger}, nil
 }
 
 // guardLog runs f, a use of the log store while the node opens, and turns
