@@ -66,6 +66,12 @@ var (
 	// ErrCorrupt: a data file or snapshot failed its checksum or could not
 	// be decoded.
 	ErrCorrupt = errors.New("skiff: corrupt data")
+	// ErrStorage: the data dir refused a write that Raft must make durable
+	// (a read-only or failing file system), or raft-wal could not be
+	// reopened after a failed write. The node stops itself rather than go
+	// on without it; Node.Err reports the error, which names the file and
+	// the operating system's error.
+	ErrStorage = errors.New("skiff: storage failure")
 	// ErrConfig: the Config is invalid, or does not match the data dir.
 	ErrConfig = errors.New("skiff: invalid config")
 	// ErrUnavailable: the node could not be reached.

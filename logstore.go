@@ -7,12 +7,14 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 	raftwal "github.com/hashicorp/raft-wal"
+	"github.com/skiffkv/skiff/internal/boltcheck"
 	"go.etcd.io/bbolt"
 )
 
@@ -94,16 +96,32 @@ func openLogStore(dir string, want LogStoreKind, logger hclog.Logger) (logStore,
 // openBolt opens raft-boltdb/v2 with the freelist options etcd and Consul
 // use: without them bbolt rewrites its whole freelist on every commit once
 // the log has been truncated.
+//
+// Without a synced freelist, bbolt.Open walks every page to rebuild it,
+// in a goroutine of its own where damage panics beyond any recover; so
+// the file is walked first, with bounds checks (internal/boltcheck).
 func openBolt(path string) (logStore, error) {
-	s, err := raftboltdb.New(raftboltdb.Options{
-		Path: path,
-		BoltOptions: &bbolt.Options{
-			Timeout:        time.Second,
-			NoFreelistSync: true,
-			FreelistType:   bbolt.FreelistMapType,
-		},
+	if err := boltcheck.Check(path); errors.Is(err, boltcheck.ErrCorrupt) {
+		return nil, fmt.Errorf("%w: %s: %w", ErrCorrupt, path, err)
+	} else if err != nil {
+		return nil, fmt.Errorf("open log store %s: %w", path, err)
+	}
+	var s *raftboltdb.BoltStore
+	err := guardLog(path, "open", func() (err error) {
+		s, err = raftboltdb.New(raftboltdb.Options{
+			Path: path,
+			BoltOptions: &bbolt.Options{
+				Timeout:        time.Second,
+				NoFreelistSync: true,
+				FreelistType:   bbolt.FreelistMapType,
+			},
+		})
+		return err
 	})
-	if err != nil {
+	switch {
+	case errors.Is(err, ErrCorrupt):
+		return nil, err
+	case err != nil:
 		return nil, fmt.Errorf("open log store %s: %w", path, err)
 	}
 	return s, nil
@@ -118,9 +136,53 @@ func openWAL(path string, logger hclog.Logger) (logStore, error) {
 	if err := os.MkdirAll(path, 0o700); err != nil {
 		return nil, fmt.Errorf("open log store: %w", err)
 	}
-	w, err := raftwal.Open(path, raftwal.WithLogger(logger.Named("wal")), raftwal.WithSegmentSize(walSegmentSize))
-	if err != nil {
-		return nil, fmt.Errorf("open log store %s: %w", path, err)
+	logger, size := logger.Named("wal"), walSegmentSize
+	open := func() (*raftwal.WAL, error) {
+		var w *raftwal.WAL
+		err := guardLog(path, "open", func() (err error) {
+			w, err = raftwal.Open(path, raftwal.WithLogger(logger), raftwal.WithSegmentSize(size))
+			return err
+		})
+		switch {
+		case errors.Is(err, ErrCorrupt):
+			return nil, err
+		case err != nil:
+			return nil, fmt.Errorf("open log store %s: %w", path, err)
+		}
+		return w, nil
 	}
-	return w, nil
+	w, err := open()
+	if err != nil {
+		return nil, err
+	}
+	return &walStore{w: w, open: open, path: path, logger: logger}, nil
+}
+
+// guardLog runs f, a use of the log store while the node opens, and turns
+// a panic in it into an error wrapping ErrCorrupt that names path. A
+// damaged raft.db that boltcheck lets through (a page whose structure
+// holds but whose entries are gone or garbled) still makes raft-boltdb,
+// bbolt or hashicorp/raft's NewRaft panic; before Raft runs, every such
+// panic is on a goroutine skiff controls. Faults on bbolt's memory map
+// (a file truncated underneath) panic too, instead of killing the
+// process, while f runs.
+func guardLog(path, what string, f func() error) (err error) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%w: %s: %s: %w", ErrCorrupt, path, what, panicError{r})
+		}
+	}()
+	return f()
+}
+
+// panicError is a recovered panic as an error; it unwraps to the panic's
+// value when that is an error.
+type panicError struct{ value any }
+
+func (p panicError) Error() string { return fmt.Sprintf("panic: %v", p.value) }
+
+func (p panicError) Unwrap() error {
+	err, _ := p.value.(error)
+	return err
 }

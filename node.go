@@ -145,6 +145,7 @@ func (n *Node) start() (fresh bool, err error) {
 	if n.logs, n.kind, err = openLogStore(cfg.Dir, cfg.LogStore, hlog); err != nil {
 		return false, err
 	}
+	n.logs = n.guardStorage(n.logs)
 	fss, err := raft.NewFileSnapshotStoreWithLogger(cfg.Dir, cfg.RetainSnapshots, hlog)
 	if err != nil {
 		return false, fmt.Errorf("open snapshot store: %w", err)
@@ -162,7 +163,8 @@ func (n *Node) start() (fresh bool, err error) {
 	if err != nil {
 		return false, err
 	}
-	scan, err := n.replayCommitted(ahead)
+	var scan *scanCache
+	err = guardLog(n.logPath(), "replay", func() (err error) { scan, err = n.replayCommitted(ahead); return err })
 	if err != nil {
 		return false, err
 	}
@@ -190,10 +192,18 @@ func (n *Node) start() (fresh bool, err error) {
 	if err != nil {
 		return false, fmt.Errorf("log cache: %w", err)
 	}
-	n.raft, err = raft.NewRaft(n.raftConfig(hlog), n.fsm, cached, n.logs, n.snaps, trans)
+	// NewRaft reads the whole log past the snapshot and panics on an
+	// entry it cannot read.
+	err = guardLog(n.logPath(), "read the log", func() (err error) {
+		n.raft, err = raft.NewRaft(n.raftConfig(hlog), n.fsm, cached, n.logs, n.snaps, trans)
+		return err
+	})
 	scan.drop()
 	if err != nil {
 		return false, fmt.Errorf("start raft: %w", err)
+	}
+	if err := n.Err(); err != nil {
+		return false, err // the disk refused to save the term (see failStop)
 	}
 	n.reads = newReadIndexer(n.raft, n.fsm)
 	n.serve(n.srv, n.lis)
@@ -286,7 +296,8 @@ func (n *Node) restoreLatest() (*logReader, error) {
 	}
 	// The log must continue where the snapshot ends, or Raft would stop
 	// the process when it looks for the missing entries.
-	first, err := n.logs.FirstIndex()
+	var first uint64
+	err = guardLog(n.logPath(), "first index", func() (err error) { first, err = n.logs.FirstIndex(); return err })
 	if err != nil {
 		return nil, fmt.Errorf("read log: %w", err)
 	}

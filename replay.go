@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -73,6 +74,9 @@ func (n *Node) recordApplied() {
 // reads all of them once more when it starts.
 func (n *Node) replayCommitted(ahead *logReader) (*scanCache, error) {
 	read := ahead.wait()
+	if ahead.panicked != nil {
+		return nil, fmt.Errorf("%w: %s: read the log: %w", ErrCorrupt, n.logPath(), ahead.panicked)
+	}
 	from := ahead.first
 	scan := &scanCache{LogStore: n.logs, first: from}
 	scan.entries.Store(&read)
@@ -194,12 +198,22 @@ type logReader struct {
 	halt    atomic.Bool
 	done    chan struct{}
 	entries []*raft.Log // first, first+1, ...; read after done is closed
+	// panicked holds what a damaged store panicked with while reading,
+	// read after done is closed. The reader recovers it: on its own
+	// goroutine, nothing else could, and the process would end.
+	panicked error
 }
 
 func readLogAhead(logs raft.LogStore, first uint64) *logReader {
 	r := &logReader{first: first, done: make(chan struct{})}
 	go func() {
 		defer close(r.done)
+		defer func() {
+			if p := recover(); p != nil {
+				r.panicked = panicError{p}
+			}
+		}()
+		debug.SetPanicOnFault(true) // see guardLog; this goroutine ends here
 		last, err := logs.LastIndex()
 		if err != nil {
 			return // replay and Raft read the log again and report it

@@ -51,6 +51,7 @@ var wireErrors = []wireError{
 	{ErrWatchLagged, codes.Aborted, "WATCH_LAGGED"},
 	{ErrDecode, codes.DataLoss, "DECODE"},
 	{ErrCorrupt, codes.DataLoss, "CORRUPT"},
+	{ErrStorage, codes.Unavailable, "STORAGE"},
 	{ErrConfig, codes.FailedPrecondition, "CONFIG"},
 	{ErrUnavailable, codes.Unavailable, "UNAVAILABLE"},
 	{ErrPermissionDenied, codes.PermissionDenied, "PERMISSION_DENIED"},
