@@ -167,6 +167,13 @@
 // working. The process needs more memory than the quota, for per-key
 // overhead and while snapshots are loaded.
 //
+// A node that finds it cannot go on safely stops by itself rather than
+// serve wrong data: a log entry whose checksum fails ([ErrCorrupt], naming
+// the entry), a data dir that refuses writes ([ErrStorage]). It then closes
+// as Close would; [Node.Err] says why and [Node.Done] is closed. Open
+// refuses a data dir whose log is damaged, shorter than what the node had
+// applied, or lost its Raft term, naming the file.
+//
 // # Membership
 //
 // [Node.Members] lists the cluster's servers. [Node.AddVoter],
@@ -174,7 +181,20 @@
 // change it; on a follower they are forwarded to the leader. Adding a
 // member that is already present with the same ID and address does
 // nothing; an address that belongs to another ID is [ErrMemberConflict].
-// Joining with Config.Join uses the same path.
+// AddVoter adds a new server as a non-voter and promotes it once it has
+// caught up, so an unreachable address never becomes a voter. Joining
+// with Config.Join uses the same path.
+//
+// # Security
+//
+// Peers (the other members) prove they are peers with Config.ClusterSecret
+// or, with mutual TLS, a certificate identity listed in Config.PeerNames;
+// network clients get a [Role] from a token ([WithToken],
+// Config.ClientTokens) or a certificate identity (Config.ClientNames). A
+// refused call fails with [ErrPermissionDenied]. A node that authenticates
+// no peers is open to every caller, and refuses to listen beyond loopback
+// unless Config.InsecureOpen is set. The program that embeds a node calls
+// it directly and needs no credentials.
 //
 // # Snapshots, backup and restore
 //

@@ -130,33 +130,13 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 // start opens the data dir and starts Raft and the gRPC server. It reports
 // whether the dir had no Raft state yet.
 func (n *Node) start() (fresh bool, err error) {
-	cfg := n.cfg
-	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
-		return false, fmt.Errorf("open node: %w", err)
-	}
-	if n.lock, err = dirlock.Acquire(cfg.Dir); err != nil {
-		return false, fmt.Errorf("open node: %w", err)
-	}
-	if n.id, err = loadID(cfg.Dir, cfg.ID); err != nil {
-		return false, err
-	}
-	n.log = n.log.With("node", n.id)
-	hlog := hclogslog.New(n.log.With("component", "raft"))
-	if n.logs, n.kind, err = openLogStore(cfg.Dir, cfg.LogStore, hlog); err != nil {
-		return false, err
-	}
-	n.logs = n.guardStorage(n.logs)
-	fss, err := raft.NewFileSnapshotStoreWithLogger(cfg.Dir, cfg.RetainSnapshots, hlog)
+	hlog, err := n.openStorage()
 	if err != nil {
-		return false, fmt.Errorf("open snapshot store: %w", err)
-	}
-	n.snaps = privateSnapshots{FileSnapshotStore: fss, dir: cfg.Dir}
-	if err := makePrivate(cfg.Dir); err != nil {
-		n.log.Warn("cannot make the data dir private (0700, files 0600)", "dir", cfg.Dir, "err", err)
+		return false, err
 	}
 	n.fsm = newFSM()
 	n.fsm.onFail = n.stop
-	n.hist = newHistory(cfg.WatchHistory, cfg.WatchHistoryBytes)
+	n.hist = newHistory(n.cfg.WatchHistory, n.cfg.WatchHistoryBytes)
 	n.pins = newViewPins()
 	n.fsm.publish = n.hist.publish
 	ahead, err := n.restoreLatest()
@@ -171,7 +151,54 @@ func (n *Node) start() (fresh bool, err error) {
 	if err := n.listen(); err != nil {
 		return false, err
 	}
-	trans := cfg.RaftTransport
+	fresh, err = n.startRaft(hlog, scan)
+	if err != nil {
+		return false, err
+	}
+	n.reads = newReadIndexer(n.raft, n.fsm)
+	n.serve(n.srv, n.lis)
+	if n.clientSrv != nil {
+		n.serve(n.clientSrv, n.clientLis)
+	}
+	n.log.Info("node started", "addr", n.addr, "dir", n.cfg.Dir, "log_store", n.kind, "fresh", fresh)
+	return fresh, nil
+}
+
+// openStorage locks the data dir and opens the node's identity, log store
+// and snapshot store. It returns the logger Raft and the stores log to.
+func (n *Node) openStorage() (*hclogslog.Logger, error) {
+	cfg := n.cfg
+	var err error
+	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
+		return nil, fmt.Errorf("open node: %w", err)
+	}
+	if n.lock, err = dirlock.Acquire(cfg.Dir); err != nil {
+		return nil, fmt.Errorf("open node: %w", err)
+	}
+	if n.id, err = loadID(cfg.Dir, cfg.ID); err != nil {
+		return nil, err
+	}
+	n.log = n.log.With("node", n.id)
+	hlog := hclogslog.New(n.log.With("component", "raft"))
+	if n.logs, n.kind, err = openLogStore(cfg.Dir, cfg.LogStore, hlog); err != nil {
+		return nil, err
+	}
+	n.logs = n.guardStorage(n.logs)
+	fss, err := raft.NewFileSnapshotStoreWithLogger(cfg.Dir, cfg.RetainSnapshots, hlog)
+	if err != nil {
+		return nil, fmt.Errorf("open snapshot store: %w", err)
+	}
+	n.snaps = privateSnapshots{FileSnapshotStore: fss, dir: cfg.Dir}
+	if err := makePrivate(cfg.Dir); err != nil {
+		n.log.Warn("cannot make the data dir private (0700, files 0600)", "dir", cfg.Dir, "err", err)
+	}
+	return hlog, nil
+}
+
+// startRaft bootstraps a fresh dir if needed and starts Raft over the
+// node's transport. It reports whether the dir had no Raft state yet.
+func (n *Node) startRaft(hlog *hclogslog.Logger, scan *scanCache) (fresh bool, err error) {
+	trans := n.cfg.RaftTransport
 	if trans == nil {
 		n.tm = transport.New(raft.ServerAddress(n.addr), n.raftTransportOptions())
 		n.tm.Register(n.registrar())
@@ -205,12 +232,6 @@ func (n *Node) start() (fresh bool, err error) {
 	if err := n.Err(); err != nil {
 		return false, err // the disk refused to save the term (see failStop)
 	}
-	n.reads = newReadIndexer(n.raft, n.fsm)
-	n.serve(n.srv, n.lis)
-	if n.clientSrv != nil {
-		n.serve(n.clientSrv, n.clientLis)
-	}
-	n.log.Info("node started", "addr", n.addr, "dir", cfg.Dir, "log_store", n.kind, "fresh", !existing)
 	return !existing, nil
 }
 
