@@ -1,0 +1,16 @@
+// Package faults is skiff's fault suite: it runs a workload against a
+// cluster while faults are injected, records every operation, and checks
+// the history for linearizability and lost writes.
+//
+// The suite has two tiers, both seeded (a failing run prints its seed and
+// the command that reproduces it) and both run on both log stores:
+//
+//   - the in-process tier, on skifftest clusters with a fault-injecting
+//     network;
+//   - the process tier, where every node is an OS process in a network
+//     namespace of its own.
+//
+// This file's package holds what both share: the operation record
+// (history.go), the workload that produces it (workload.go) and the
+// checker (check.go).
+package faults
