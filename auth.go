@@ -93,6 +93,9 @@ var methodAccess = map[string]access{
 	"/skiff.v1.Cluster/RemoveMember":       accessAdmin,
 	"/skiff.v1.Cluster/TransferLeadership": accessAdmin,
 	"/skiff.v1.Cluster/ReadIndex":          accessPeer,
+	"/grpc.health.v1.Health/Check":         accessNone, // anyone: it says nothing about the data
+	"/grpc.health.v1.Health/List":          accessNone,
+	"/grpc.health.v1.Health/Watch":         accessNone,
 }
 
 // batchAccess is what a decoded Batch needs: write access if it writes.

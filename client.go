@@ -31,9 +31,9 @@ type Client struct {
 	seeds []string
 	pool  *connPool
 
+	route route
+
 	mu     sync.Mutex
-	leader string // address of the last known leader, "" if unknown
-	next   int    // round-robin start for reads that need no leader
 	closed bool
 
 	batchers [3]*batcher // by batchKind
@@ -91,8 +91,10 @@ func WithMaxMessageSize(n int) ClientOption { return func(o *clientOptions) { o.
 
 // Dial connects to a cluster through any of addrs (more addresses give
 // more places to fail over to; nodes found later as leaders are added).
-// It returns once one node has answered, or fails with an error wrapping
-// ErrUnavailable when none does within the dial timeout.
+// It waits until a node answers, trying every address again while none
+// does, so a program may start before its cluster; it fails with an error
+// wrapping ErrUnavailable when none answers within the dial timeout (and
+// with ErrPermissionDenied at once when the nodes refuse its credentials).
 func Dial(ctx context.Context, addrs []string, opts ...ClientOption) (*Client, error) {
 	o := clientOptions{dialTimeout: 5 * time.Second, callTimeout: defaultTimeout, maxMsg: wireMessageLimit}
 	for _, opt := range opts {
@@ -111,7 +113,7 @@ func Dial(ctx context.Context, addrs []string, opts ...ClientOption) (*Client, e
 	}
 	ctx, cancel := context.WithTimeout(ctx, o.dialTimeout)
 	defer cancel()
-	if err := c.refreshLeader(ctx); err != nil {
+	if err := c.connect(ctx); err != nil {
 		c.Close()
 		return nil, err
 	}
@@ -129,78 +131,6 @@ func (c *Client) Close() error {
 
 func (c *Client) conn(addr string) (*grpc.ClientConn, error) { return c.pool.get(addr) }
 
-// candidates returns the addresses to try, in order: the leader first when
-// wanted and known, then the others starting at a rotating position.
-func (c *Client) candidates(preferLeader bool) []string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	var out []string
-	seen := map[string]bool{}
-	add := func(a string) {
-		if a != "" && !seen[a] {
-			seen[a] = true
-			out = append(out, a)
-		}
-	}
-	if preferLeader {
-		add(c.leader)
-	}
-	c.next++
-	for i := range c.seeds {
-		add(c.seeds[(c.next+i)%len(c.seeds)])
-	}
-	add(c.leader)
-	return out
-}
-
-func (c *Client) setLeader(addr string) {
-	if addr == "" {
-		return
-	}
-	c.mu.Lock()
-	c.leader = addr
-	c.mu.Unlock()
-}
-
-func (c *Client) forgetLeader(addr string) {
-	c.mu.Lock()
-	if c.leader == addr {
-		c.leader = ""
-	}
-	c.mu.Unlock()
-}
-
-// refreshLeader asks the nodes, in turn, who leads.
-func (c *Client) refreshLeader(ctx context.Context) error {
-	var last error = ErrUnavailable
-	for _, addr := range c.candidates(false) {
-		cc, err := c.conn(addr)
-		if err != nil {
-			return err
-		}
-		if !ready(ctx, cc) {
-			last = unreachable(ctx, addr, cc)
-			continue
-		}
-		st, err := skiffpb.NewClusterClient(cc).Status(ctx, &skiffpb.StatusRequest{})
-		if err != nil {
-			if last = fromStatus(err); errors.Is(last, ErrPermissionDenied) {
-				return last // every node would say the same
-			}
-			continue
-		}
-		c.setLeader(st.LeaderAddress)
-		return nil
-	}
-	if ctx.Err() != nil {
-		return fmt.Errorf("%w: %w", ErrUnavailable, ctxError(ctx, "reaching a node"))
-	}
-	if errors.Is(last, ErrUnavailable) {
-		return fmt.Errorf("no node answered: %w", last)
-	}
-	return fmt.Errorf("%w: no node answered: %w", ErrUnavailable, last)
-}
-
 func (c *Client) callContext(ctx context.Context) (context.Context, context.CancelFunc) {
 	if _, ok := ctx.Deadline(); ok {
 		return context.WithCancel(ctx)
@@ -215,72 +145,13 @@ func (c *Client) callContext(ctx context.Context) (context.Context, context.Canc
 func (c *Client) read(ctx context.Context, stale bool, call func(ctx context.Context, addr string, cc *grpc.ClientConn) error) error {
 	ctx, cancel := c.callContext(ctx)
 	defer cancel()
-	return c.attempts(ctx, !stale, func(ctx context.Context, addr string, cc *grpc.ClientConn) (bool, error) {
-		// A node that cannot reach a quorum keeps a read waiting until
-		// its deadline; give each attempt part of the time so another
-		// node gets a chance.
-		actx, acancel := context.WithTimeout(ctx, attemptTimeout(ctx))
-		defer acancel()
-		err := fromStatus(call(actx, addr, cc))
+	return c.attempts(ctx, !stale, false, func(ctx context.Context, addr string, cc *grpc.ClientConn) (bool, error) {
+		err := fromStatus(call(ctx, addr, cc))
 		if err == nil {
 			return true, nil
 		}
-		return ctx.Err() == nil && (retryable(err) || errors.Is(err, ErrTimeout) || errors.Is(err, ErrClosed)), err
+		return ctx.Err() == nil && (notApplied(err) || errors.Is(err, ErrTimeout) || errors.Is(err, ErrClosed)), err
 	})
-}
-
-func attemptTimeout(ctx context.Context) time.Duration {
-	rest := time.Until(deadline(ctx))
-	return max(min(rest/2, 3*time.Second), min(rest, 500*time.Millisecond))
-}
-
-// attempts calls try on nodes until it reports done, or that the error is
-// final, or every node was tried; then it starts over after a pause, until
-// ctx ends. try returns (true, nil) on success and (retry, err) otherwise.
-func (c *Client) attempts(ctx context.Context, preferLeader bool,
-	try func(ctx context.Context, addr string, cc *grpc.ClientConn) (bool, error)) error {
-	pause := 20 * time.Millisecond
-	var last error
-	for {
-		for _, addr := range c.candidates(preferLeader) {
-			cc, err := c.conn(addr)
-			if err != nil {
-				return err
-			}
-			if !ready(ctx, cc) {
-				c.forgetLeader(addr)
-				last = unreachable(ctx, addr, cc)
-				if ctx.Err() != nil {
-					break
-				}
-				continue
-			}
-			ok, err := try(ctx, addr, cc)
-			if err == nil {
-				return nil
-			}
-			last = err
-			if hint := leaderHint(err); hint != "" && hint != addr {
-				c.setLeader(hint)
-			} else if errors.Is(err, ErrNotLeader) || errors.Is(err, ErrNoLeader) || errors.Is(err, ErrUnavailable) {
-				c.forgetLeader(addr)
-			}
-			if !ok {
-				return err
-			}
-		}
-		t := time.NewTimer(pause)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-			if errors.Is(last, ErrIndeterminate) || isSkiffError(last) && !retryable(last) && !errors.Is(last, ErrUnavailable) {
-				return last
-			}
-			return fmt.Errorf("%w: %w (last error: %v)", ErrUnavailable, ctxError(ctx, "reaching the cluster"), last)
-		}
-		pause = min(2*pause, 500*time.Millisecond)
-	}
 }
 
 func (c *Client) readOptions(opts []ReadOption) (readOptions, *skiffpb.ReadOptions, error) {
@@ -349,13 +220,4 @@ func (c *Client) Get(ctx context.Context, key string, opts ...ReadOption) (*KeyV
 		return nil, err
 	}
 	return kvFromPB(res.GetGet().GetKv()), nil
-}
-
-func kvFromPB(kv *skiffpb.KeyValue) *KeyValue {
-	out := &KeyValue{Key: kv.GetKey(), Value: kv.GetValue(), CreateRevision: kv.GetCreateRevision(),
-		ModRevision: kv.GetModRevision(), Version: kv.GetVersion()}
-	if out.Value == nil {
-		out.Value = []byte{}
-	}
-	return out
 }

@@ -84,6 +84,10 @@ type batchCall struct {
 	res   *skiffpb.OpResult
 	err   error
 	done  chan struct{}
+	// last is the error of an earlier attempt that proved the call took
+	// no effect; pause spaces out the attempts that follow it.
+	last  error
+	pause *backoff
 }
 
 // do runs op in a batch and returns its result, or the error that ended
@@ -115,6 +119,9 @@ func (b *batcher) do(ctx context.Context, op *skiffpb.Op) (*skiffpb.OpResult, er
 		return call.res, call.err
 	case <-ctx.Done():
 		if call.state.CompareAndSwap(callQueued, callAbandoned) {
+			if call.last != nil { // sent before, and proved not applied
+				return nil, fmt.Errorf("%w (last error: %w)", ctxError(ctx, "waiting for a leader"), call.last)
+			}
 			return nil, ctxError(ctx, "waiting to be sent") // never sent
 		}
 		if b.kind == batchWrites {
@@ -188,8 +195,10 @@ func (b *batcher) run(batch []*batchCall) {
 	ctx, cancel := context.WithDeadline(context.Background(), last)
 	defer cancel()
 	var resp *skiffpb.BatchResponse
-	err := b.c.attempts(ctx, b.kind != batchStale, func(ctx context.Context, addr string, cc *grpc.ClientConn) (bool, error) {
+	var from string // the node that answered
+	err := b.c.attempts(ctx, b.kind != batchStale, false, func(ctx context.Context, addr string, cc *grpc.ClientConn) (bool, error) {
 		var err error
+		from = addr
 		resp, err = b.attempt(ctx, cc, req)
 		return err != nil && ctx.Err() == nil && b.retry(err), err
 	})
@@ -201,6 +210,8 @@ func (b *batcher) run(batch []*batchCall) {
 		case i < len(resp.Results) && notRun(resp.Results[i]):
 			again = append(again, call)
 			continue
+		case i < len(resp.Results) && b.resend(call, from, resp.Results[i]):
+			continue
 		case i < len(resp.Results):
 			call.res = resp.Results[i]
 		default:
@@ -209,6 +220,48 @@ func (b *batcher) run(batch []*batchCall) {
 		close(call.done)
 	}
 	b.requeue(again)
+}
+
+// resend sends a call again, after a pause, when its result proves it
+// took no effect for want of a leader (notApplied): the node it reached
+// knew none within its patience and answered at once, so that the call
+// can go elsewhere. The pause grows for each resend of the same call; the
+// call ends when its caller's context does.
+func (b *batcher) resend(call *batchCall, from string, res *skiffpb.OpResult) bool {
+	oe := res.GetError()
+	if oe == nil {
+		return false
+	}
+	err := fromOpError(oe)
+	if !notApplied(err) || call.ctx.Err() != nil {
+		return false
+	}
+	b.c.learn(from, err)
+	call.last = err
+	if call.pause == nil {
+		call.pause = newBackoff(20*time.Millisecond, 500*time.Millisecond)
+	}
+	go func() {
+		if call.pause.wait(call.ctx, nil) == nil {
+			b.requeue([]*batchCall{call})
+			b.wake()
+		}
+	}()
+	return true
+}
+
+// wake starts a sender if none is running and calls are queued: calls
+// resent after a pause may find every sender gone.
+func (b *batcher) wake() {
+	b.mu.Lock()
+	start := b.senders < maxBatchSenders && len(b.queue) > 0
+	if start {
+		b.senders++
+	}
+	b.mu.Unlock()
+	if start {
+		go b.send(nil)
+	}
 }
 
 // notRun reports a Get the node did not run (errNotRun).
@@ -244,11 +297,6 @@ func later(a, b time.Time) time.Time {
 // all failed for want of a leader counts as a failed attempt, so the
 // batch moves to another node.
 func (b *batcher) attempt(ctx context.Context, cc *grpc.ClientConn, req *skiffpb.BatchRequest) (*skiffpb.BatchResponse, error) {
-	if b.kind != batchWrites {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, attemptTimeout(ctx))
-		defer cancel()
-	}
 	resp, err := skiffpb.NewKVClient(cc).Batch(ctx, req)
 	if err != nil {
 		err = fromStatus(err)
@@ -259,7 +307,7 @@ func (b *batcher) attempt(ctx context.Context, cc *grpc.ClientConn, req *skiffpb
 	}
 	if b.kind != batchWrites && len(resp.Results) > 0 {
 		if oe := resp.Results[0].GetError(); oe != nil {
-			if err := fromOpError(oe); retryable(err) || errors.Is(err, ErrTimeout) {
+			if err := fromOpError(oe); notApplied(err) || errors.Is(err, ErrTimeout) {
 				return nil, err
 			}
 		}
@@ -272,7 +320,7 @@ func (b *batcher) retry(err error) bool {
 	if b.kind == batchWrites {
 		return neverSent(err) || (errors.Is(err, ErrNotLeader) || errors.Is(err, ErrNoLeader)) && !errors.Is(err, ErrIndeterminate)
 	}
-	return retryable(err) || errors.Is(err, ErrTimeout) || errors.Is(err, ErrClosed)
+	return notApplied(err) || errors.Is(err, ErrTimeout) || errors.Is(err, ErrClosed)
 }
 
 // batchOp runs one operation through the right batcher and returns its

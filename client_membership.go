@@ -3,6 +3,7 @@ package skiff
 import (
 	"context"
 	"errors"
+	"fmt"
 
 	skiffpb "github.com/skiffkv/skiff/proto"
 	"google.golang.org/grpc"
@@ -16,7 +17,7 @@ import (
 // any node) knows them.
 func (c *Client) Members(ctx context.Context) ([]Member, error) {
 	var out []Member
-	err := c.admin(ctx, func(ctx context.Context, cc *grpc.ClientConn) error {
+	err := c.admin(ctx, false, func(ctx context.Context, cc *grpc.ClientConn) error {
 		resp, err := skiffpb.NewClusterClient(cc).Members(ctx, &skiffpb.MembersRequest{})
 		if err != nil {
 			return err
@@ -41,7 +42,7 @@ func (c *Client) AddNonvoter(ctx context.Context, id, addr string) error {
 }
 
 func (c *Client) addMember(ctx context.Context, id, addr string, voter bool) error {
-	return c.admin(ctx, func(ctx context.Context, cc *grpc.ClientConn) error {
+	return c.admin(ctx, true, func(ctx context.Context, cc *grpc.ClientConn) error {
 		_, err := skiffpb.NewClusterClient(cc).AddMember(ctx, &skiffpb.AddMemberRequest{Id: id, Address: addr, Voter: voter})
 		return err
 	})
@@ -49,7 +50,7 @@ func (c *Client) addMember(ctx context.Context, id, addr string, voter bool) err
 
 // RemoveServer removes a member, as Node.RemoveServer does.
 func (c *Client) RemoveServer(ctx context.Context, id string) error {
-	return c.admin(ctx, func(ctx context.Context, cc *grpc.ClientConn) error {
+	return c.admin(ctx, true, func(ctx context.Context, cc *grpc.ClientConn) error {
 		_, err := skiffpb.NewClusterClient(cc).RemoveMember(ctx, &skiffpb.RemoveMemberRequest{Id: id})
 		return err
 	})
@@ -58,34 +59,28 @@ func (c *Client) RemoveServer(ctx context.Context, id string) error {
 // TransferLeadership moves leadership to member id (any suitable voter
 // when id is empty), as Node.TransferLeadership does.
 func (c *Client) TransferLeadership(ctx context.Context, id string) error {
-	err := c.admin(ctx, func(ctx context.Context, cc *grpc.ClientConn) error {
+	err := c.admin(ctx, true, func(ctx context.Context, cc *grpc.ClientConn) error {
 		_, err := skiffpb.NewClusterClient(cc).TransferLeadership(ctx, &skiffpb.TransferLeadershipRequest{Id: id})
 		return err
 	})
 	if err == nil {
-		c.mu.Lock()
-		c.leader = ""
-		c.mu.Unlock()
+		c.route.mu.Lock()
+		c.route.leader = ""
+		c.route.mu.Unlock()
 	}
 	return err
 }
 
-// Leader returns the ID and address of the current leader, asking the
-// cluster.
+// Leader returns the ID and address of the current leader, asking every
+// node at once and believing the answer with the highest term (a leader
+// cut off from its peers still names itself for a while), without
+// waiting for a node that does not answer if a majority did.
 func (c *Client) Leader(ctx context.Context) (id, addr string, err error) {
-	err = c.admin(ctx, func(ctx context.Context, cc *grpc.ClientConn) error {
-		st, err := skiffpb.NewClusterClient(cc).Status(ctx, &skiffpb.StatusRequest{})
-		if err != nil {
-			return err
-		}
-		if st.LeaderId == "" {
-			return ErrNoLeader
-		}
-		id, addr = st.LeaderId, st.LeaderAddress
-		return nil
-	})
-	if err == nil {
-		c.setLeader(addr)
+	ctx, cancel := c.callContext(ctx)
+	defer cancel()
+	id, addr, err = c.findLeader(ctx)
+	if err == nil && id == "" {
+		err = fmt.Errorf("%w: no node knows a leader", ErrNoLeader)
 	}
 	return id, addr, err
 }
@@ -109,15 +104,19 @@ func (c *Client) Status(ctx context.Context, addr string) (Status, error) {
 	}, nil
 }
 
-func (c *Client) admin(ctx context.Context, call func(context.Context, *grpc.ClientConn) error) error {
+// admin runs a membership call on the leader, retrying it on another node
+// when its outcome is unknown: membership changes are idempotent. A change
+// gets the call's whole deadline per attempt (see attempts); a read of the
+// members, one attempt budget.
+func (c *Client) admin(ctx context.Context, change bool, call func(context.Context, *grpc.ClientConn) error) error {
 	ctx, cancel := c.callContext(ctx)
 	defer cancel()
-	return c.attempts(ctx, true, func(ctx context.Context, addr string, cc *grpc.ClientConn) (bool, error) {
+	return c.attempts(ctx, true, change, func(ctx context.Context, addr string, cc *grpc.ClientConn) (bool, error) {
 		err := fromStatus(call(ctx, cc))
 		if err == nil {
 			return true, nil
 		}
-		again := retryable(err) || errors.Is(err, ErrIndeterminate) || errors.Is(err, ErrClosed)
+		again := notApplied(err) || errors.Is(err, ErrIndeterminate) || errors.Is(err, ErrClosed)
 		return again && ctx.Err() == nil, err
 	})
 }

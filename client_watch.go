@@ -33,7 +33,7 @@ func (c *Client) Watch(ctx context.Context, prefix string, opts ...WatchOption) 
 	if closed {
 		return nil, ErrClosed
 	}
-	w, wctx := newWatcher(ctx)
+	w, wctx := newWatcher(ctx, o)
 	cw := &clientWatch{c: c, w: w, prefix: prefix, o: o}
 	first := make(chan error, 1)
 	go func() {
@@ -171,7 +171,8 @@ func (cw *clientWatch) stream(ctx context.Context, addr string, opened func()) e
 }
 
 func (cw *clientWatch) deliver(ctx context.Context, resp *skiffpb.WatchResponse) error {
-	for _, ev := range resp.Events {
+	rev := func(i int) uint64 { return resp.Events[i].Kv.GetModRevision() }
+	for i, ev := range resp.Events {
 		e := Event{Type: EventPut, Key: ev.Kv.GetKey(), Value: cloneValue(ev.Kv.GetValue()), Revision: ev.Kv.GetModRevision(),
 			CreateRevision: ev.Kv.GetCreateRevision(), Version: ev.Kv.GetVersion()}
 		if ev.Type == skiffpb.Event_DELETE {
@@ -183,19 +184,23 @@ func (cw *clientWatch) deliver(ctx context.Context, resp *skiffpb.WatchResponse)
 		if cw.synced && e.Revision <= cw.rev && cw.resume {
 			continue // already delivered before a reconnect
 		}
-		if err := cw.w.send(ctx, e); err != nil {
+		after := cw.w.Revision()
+		if cw.synced && resp.Revision > 0 {
+			after = upTo(rev, len(resp.Events), i, resp.Revision)
+		}
+		if err := cw.w.offer(ctx, e, after); err != nil {
 			return err
 		}
 	}
 	if resp.InitialDone {
-		if err := cw.w.send(ctx, Event{Type: EventSynced, Revision: resp.Revision}); err != nil {
+		if err := cw.w.offer(ctx, Event{Type: EventSynced, Revision: resp.Revision}, resp.Revision); err != nil {
 			return err
 		}
 		cw.synced = true
 	}
 	if cw.synced && resp.Revision > 0 {
 		cw.rev, cw.resume = max(cw.rev, resp.Revision), true
-		cw.w.rev.Store(cw.rev)
+		cw.w.received(cw.rev)
 	}
 	return nil
 }

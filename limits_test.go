@@ -101,7 +101,7 @@ func TestBurstOfMaximalWritesReplicates(t *testing.T) {
 	t.Cleanup(func() { nodes[down].Close() })
 	eventually(t, 20*time.Second, func() error { return hasBurst(nodes[down], "second", 80) })
 	t.Logf("caught up: %v", time.Since(start))
-	if _, err := nodes[down].Put(ctx, "small", []byte("x")); err != nil {
+	if _, err := nodes[down].Put(testCtx(t), "small", []byte("x")); err != nil {
 		t.Fatalf("Put after the bursts: %v", err)
 	}
 }

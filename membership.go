@@ -70,18 +70,21 @@ func (n *Node) AddNonvoter(ctx context.Context, id, addr string) error {
 }
 
 func (n *Node) addMember(ctx context.Context, id, addr string, voter bool) error {
+	if err := validateMember(id, addr); err != nil {
+		return err
+	}
+	return n.changeOnLeader(ctx, func(ctx context.Context, l leader) error { return l.addMember(ctx, id, addr, voter) })
+}
+
+// validateMember checks a member's ID and address.
+func validateMember(id, addr string) error {
 	if err := validateID(id); err != nil {
 		return err
 	}
 	if err := validateAddr(addr); err != nil {
 		return fmt.Errorf("member %q: %w", id, err)
 	}
-	return n.onLeader(ctx, func(ctx context.Context) error {
-		return n.addMemberLocal(ctx, id, addr, voter)
-	}, func(ctx context.Context, c skiffpb.ClusterClient) error {
-		_, err := c.AddMember(ctx, &skiffpb.AddMemberRequest{Id: id, Address: addr, Voter: voter})
-		return err
-	})
+	return nil
 }
 
 // validateAddr checks that addr is host:port with a port in 1-65535.
@@ -199,19 +202,18 @@ func (n *Node) RemoveServer(ctx context.Context, id string) error {
 	if err := validateID(id); err != nil {
 		return err
 	}
-	return n.onLeader(ctx, func(ctx context.Context) error {
-		if _, err := n.member(id); err != nil {
-			return err
-		}
-		if err := wait(ctx, n.raft.RemoveServer(raft.ServerID(id), 0, time.Until(deadline(ctx))), "waiting for the cluster"); err != nil {
-			return err
-		}
-		n.log.Info("member removed", "member", id)
-		return nil
-	}, func(ctx context.Context, c skiffpb.ClusterClient) error {
-		_, err := c.RemoveMember(ctx, &skiffpb.RemoveMemberRequest{Id: id})
+	return n.changeOnLeader(ctx, func(ctx context.Context, l leader) error { return l.removeMember(ctx, id) })
+}
+
+func (n *Node) removeMemberLocal(ctx context.Context, id string) error {
+	if _, err := n.member(id); err != nil {
 		return err
-	})
+	}
+	if err := wait(ctx, n.raft.RemoveServer(raft.ServerID(id), 0, time.Until(deadline(ctx))), "waiting for the cluster"); err != nil {
+		return err
+	}
+	n.log.Info("member removed", "member", id)
+	return nil
 }
 
 // TransferLeadership asks the leader to hand leadership to the member id,
@@ -222,28 +224,34 @@ func (n *Node) TransferLeadership(ctx context.Context, id string) error {
 			return err
 		}
 	}
-	return n.onLeader(ctx, func(ctx context.Context) error {
-		if id == "" {
-			if err := n.otherVoter(); err != nil {
-				return err
-			}
-			return wait(ctx, n.raft.LeadershipTransfer(), "waiting for the cluster")
-		}
-		m, err := n.member(id)
-		if err != nil {
+	return n.changeOnLeader(ctx, func(ctx context.Context, l leader) error { return l.transferLeadership(ctx, id) })
+}
+
+func (n *Node) transferLocal(ctx context.Context, id string) error {
+	if id == "" {
+		if err := n.otherVoter(); err != nil {
 			return err
 		}
-		if !m.Voter {
-			return fmt.Errorf("%w: %q is not a voter", ErrInvalidArgument, id)
-		}
-		if id == n.id {
-			return nil
-		}
-		return wait(ctx, n.raft.LeadershipTransferToServer(raft.ServerID(id), raft.ServerAddress(m.Address)), "waiting for the cluster")
-	}, func(ctx context.Context, c skiffpb.ClusterClient) error {
-		_, err := c.TransferLeadership(ctx, &skiffpb.TransferLeadershipRequest{Id: id})
+		return wait(ctx, n.raft.LeadershipTransfer(), "waiting for the cluster")
+	}
+	m, err := n.member(id)
+	if err != nil {
 		return err
-	})
+	}
+	if !m.Voter {
+		return fmt.Errorf("%w: %q is not a voter", ErrInvalidArgument, id)
+	}
+	if id == n.id {
+		return nil
+	}
+	return wait(ctx, n.raft.LeadershipTransferToServer(raft.ServerID(id), raft.ServerAddress(m.Address)), "waiting for the cluster")
+}
+
+// changeOnLeader runs a membership change on the leader (see onLeader).
+// Membership changes are idempotent, so they may be retried.
+func (n *Node) changeOnLeader(ctx context.Context, change func(context.Context, leader) error) error {
+	_, err := onLeader(ctx, n, func(ctx context.Context, l leader) (struct{}, error) { return struct{}{}, change(ctx, l) })
+	return err
 }
 
 // otherVoter fails unless a voter other than this node exists, to hand
@@ -274,28 +282,6 @@ func (n *Node) member(id string) (Member, error) {
 	return Member{}, fmt.Errorf("%w: %q", ErrNotMember, id)
 }
 
-// onLeader runs local when this node leads and remote against the leader
-// otherwise, retrying across leader changes. Both must be idempotent.
-func (n *Node) onLeader(ctx context.Context, local func(context.Context) error,
-	remote func(context.Context, skiffpb.ClusterClient) error) error {
-	if n.isClosed() {
-		return ErrClosed
-	}
-	ctx, cancel := withDefaultTimeout(ctx)
-	defer cancel()
-	_, err := retry(ctx, n, func(ctx context.Context) (struct{}, error) {
-		if n.raft.State() == raft.Leader {
-			return struct{}{}, local(ctx)
-		}
-		fctx, conn, err := n.leaderConn(ctx)
-		if err != nil {
-			return struct{}{}, err
-		}
-		return struct{}{}, fromStatus(remote(fctx, skiffpb.NewClusterClient(conn)))
-	})
-	return err
-}
-
 // wait waits for a Raft future whose change, like a membership change, is
 // safe to retry; what names it in a timeout.
 func wait(ctx context.Context, f raft.Future, what string) error {
@@ -323,32 +309,81 @@ func await(ctx context.Context, f raft.Future) (done bool, err error) {
 }
 
 // join asks the members in Config.Join to add this fresh node, trying
-// each in turn with backoff until one succeeds or ctx ends. Any member
-// will do: followers forward to the leader.
+// each in turn with backoff until one succeeds or ctx ends (10 seconds
+// when it has no deadline). Any member will do: followers forward to the
+// leader.
 func (n *Node) join(ctx context.Context) error {
+	ctx, cancel := withDefaultTimeout(ctx)
+	defer cancel()
 	req := &skiffpb.AddMemberRequest{Id: n.id, Address: n.addr, Voter: !n.cfg.JoinAsNonvoter}
-	backoff := 100 * time.Millisecond
-	var last error
-	for attempt := 0; ; attempt++ {
-		addr := n.cfg.Join[attempt%len(n.cfg.Join)]
-		last = n.joinVia(ctx, addr, req)
-		if last == nil {
-			n.log.Info("joined cluster", "via", addr)
-			return nil
-		}
-		if errors.Is(last, ErrMemberConflict) || errors.Is(last, ErrInvalidArgument) || errors.Is(last, ErrConfig) || errors.Is(last, ErrPermissionDenied) {
-			return fmt.Errorf("join via %s: %w", addr, last)
-		}
-		n.log.Warn("join attempt failed", "via", addr, "err", last)
-		t := time.NewTimer(backoff)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-			return fmt.Errorf("join %v: %w (last error: %v)", n.cfg.Join, ctxError(ctx, "joining"), last)
-		}
-		backoff = min(2*backoff, 2*time.Second)
+	via, err := n.askToAdd(ctx, n.cfg.Join, req)
+	if err != nil {
+		return fmt.Errorf("join via %v: %w", n.cfg.Join, err)
 	}
+	n.log.Info("joined cluster", "via", via)
+	return nil
+}
+
+// askToAdd sends req to the members at addrs, one after another with a
+// pause after each failure, until one accepts it, one refuses it for
+// good, or ctx ends. It returns the address that accepted.
+func (n *Node) askToAdd(ctx context.Context, addrs []string, req *skiffpb.AddMemberRequest) (string, error) {
+	b := newBackoff(100*time.Millisecond, 2*time.Second)
+	for i := 0; ; i++ {
+		addr := addrs[i%len(addrs)]
+		err := n.joinVia(ctx, addr, req)
+		switch {
+		case err == nil:
+			return addr, nil
+		case errors.Is(err, ErrMemberConflict) || errors.Is(err, ErrInvalidArgument) || errors.Is(err, ErrConfig) || errors.Is(err, ErrPermissionDenied):
+			return addr, err
+		}
+		n.log.Warn("asking a member to add this node failed", "via", addr, "err", err)
+		if werr := b.wait(ctx, n.ctx.Done()); werr == errStopped {
+			return "", n.errClosed()
+		} else if werr != nil {
+			return "", fmt.Errorf("%w (last error: %v)", ctxError(ctx, "waiting for a member to add this node"), err)
+		}
+	}
+}
+
+// checkAddress compares this node's address with the one the cluster's
+// configuration records for its ID. A node restarted on another port
+// (BindAddr with port 0, say) is not reached at the old one: Raft's
+// messages go there, so the node would never hear from a leader. It logs
+// a warning and asks the other members, in the background, to record the
+// new address, which succeeds whenever a leader and one of them can be
+// reached.
+func (n *Node) checkAddress() {
+	f := n.raft.GetConfiguration()
+	if f.Error() != nil {
+		return
+	}
+	var recorded string
+	var others []string
+	voter := false
+	for _, s := range f.Configuration().Servers {
+		if string(s.ID) == n.id {
+			recorded, voter = string(s.Address), s.Suffrage == raft.Voter
+		} else {
+			others = append(others, string(s.Address))
+		}
+	}
+	if recorded == "" || recorded == n.addr || len(others) == 0 {
+		return
+	}
+	n.log.Warn("this node's address is not the one the cluster recorded: the other members cannot reach it until the new one is recorded, which this node now asks them to do. A data dir that outlives its process needs a fixed port (BindAddr or AdvertiseAddr).",
+		"recorded", recorded, "now", n.addr)
+	req := &skiffpb.AddMemberRequest{Id: n.id, Address: n.addr, Voter: voter}
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		if via, err := n.askToAdd(n.ctx, others, req); err == nil {
+			n.log.Info("the cluster recorded this node's new address", "addr", n.addr, "via", via)
+		} else if !errors.Is(err, ErrClosed) {
+			n.log.Error("the cluster did not record this node's new address", "addr", n.addr, "err", err)
+		}
+	}()
 }
 
 func (n *Node) joinVia(ctx context.Context, addr string, req *skiffpb.AddMemberRequest) error {

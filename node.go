@@ -89,7 +89,11 @@ const defaultTimeout = 10 * time.Second
 // Open starts a node on cfg.Dir. A fresh Dir bootstraps a new cluster, or
 // joins an existing one when cfg.Join is set (Open returns once this node
 // has been added); a Dir with Raft state rejoins the cluster it belongs
-// to. ctx bounds the join, not the node's life.
+// to. ctx bounds the join, not the node's life; a join whose context has
+// no deadline gets the default of 10 seconds, and fails naming the
+// addresses it tried. A member that comes back on another address than
+// the cluster recorded (a BindAddr with port 0) asks the cluster to record
+// the new one, and logs a warning: a data dir needs a fixed port.
 //
 // Open fails with an error wrapping ErrConfig for an invalid Config, and
 // with an error naming the file when the data dir is locked by another
@@ -113,6 +117,8 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 			n.shutdown()
 			return nil, err
 		}
+	} else if !fresh {
+		n.checkAddress()
 	}
 	n.wg.Add(1)
 	go n.snapshotLoop()

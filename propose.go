@@ -10,10 +10,10 @@ import (
 	"github.com/skiffkv/skiff/internal/command"
 )
 
-// propose validates a write, then commits it through the leader: locally
-// when this node leads, forwarded otherwise. It retries while no leader
-// is known or the leader changes before the write reached its log; a
-// write that may have been appended is never retried (ErrIndeterminate).
+// propose validates a write, then commits it through the leader. It
+// retries while no leader is known or the leader changes before the write
+// reached its log; a write that may have been appended is never retried
+// (ErrIndeterminate).
 func (n *Node) propose(ctx context.Context, op command.Op) (*applyResult, error) {
 	if n.isClosed() {
 		return nil, n.errClosed()
@@ -21,14 +21,7 @@ func (n *Node) propose(ctx context.Context, op command.Op) (*applyResult, error)
 	if err := n.validateOp(op); err != nil {
 		return nil, err
 	}
-	ctx, cancel := withDefaultTimeout(ctx)
-	defer cancel()
-	return retry(ctx, n, func(ctx context.Context) (*applyResult, error) {
-		if n.raft.State() == raft.Leader {
-			return n.applyLocal(ctx, op)
-		}
-		return n.forwardWrite(ctx, op)
-	})
+	return onLeader(ctx, n, func(ctx context.Context, l leader) (*applyResult, error) { return l.apply(ctx, op) })
 }
 
 // applyLocal commits op through this node's Raft, which must lead.
@@ -89,35 +82,4 @@ func (n *Node) checkQuota(op command.Op) error {
 		return fmt.Errorf("%w: state is %d bytes, write adds %d, quota %d", ErrQuotaExceeded, view.Bytes(), grow, n.cfg.QuotaBytes)
 	}
 	return nil
-}
-
-// retryable errors are those where the operation certainly did not take
-// effect and another attempt may reach a leader.
-func retryable(err error) bool {
-	return errors.Is(err, ErrNotLeader) || errors.Is(err, ErrNoLeader) ||
-		(errors.Is(err, ErrUnavailable) && !errors.Is(err, ErrIndeterminate))
-}
-
-// retry calls op until it succeeds, fails for good, the node closes or ctx
-// ends. Between attempts it backs off from 5ms to 250ms; leader elections
-// take about an election timeout.
-func retry[T any](ctx context.Context, n *Node, op func(context.Context) (T, error)) (T, error) {
-	backoff := 5 * time.Millisecond
-	for {
-		v, err := op(ctx)
-		if err == nil || !retryable(err) {
-			return v, err
-		}
-		t := time.NewTimer(backoff)
-		select {
-		case <-t.C:
-		case <-n.ctx.Done():
-			t.Stop()
-			return v, n.errClosed()
-		case <-ctx.Done():
-			t.Stop()
-			return v, fmt.Errorf("%w: %w (last error: %v)", ErrNoLeader, ctxError(ctx, "waiting for a leader"), err)
-		}
-		backoff = min(2*backoff, 250*time.Millisecond)
-	}
 }

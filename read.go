@@ -18,23 +18,21 @@ import (
 // acknowledged before the read began is then visible.
 func (n *Node) view(ctx context.Context, stale bool) (*store.View, error) {
 	if n.isClosed() {
-		return nil, ErrClosed
+		return nil, n.errClosed()
 	}
 	if stale {
 		return n.fsm.store.View(), nil
 	}
 	ctx, cancel := withDefaultTimeout(ctx)
 	defer cancel()
-	idx, err := retry(ctx, n, func(ctx context.Context) (uint64, error) {
-		if n.raft.State() == raft.Leader {
-			return n.reads.index(ctx)
-		}
-		return n.forwardReadIndex(ctx)
-	})
+	idx, err := onLeader(ctx, n, func(ctx context.Context, l leader) (uint64, error) { return l.readIndex(ctx) })
 	if err != nil {
 		return nil, err
 	}
 	if err := n.fsm.waitApplied(ctx, idx); err != nil {
+		if n.isClosed() {
+			return nil, n.errClosed()
+		}
 		return nil, err
 	}
 	return n.fsm.store.View(), nil

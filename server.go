@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/encoding"
 	"google.golang.org/grpc/experimental"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/status"
 )
@@ -43,12 +44,14 @@ func (n *Node) listen() error {
 	svc := &service{n: n}
 	skiffpb.RegisterKVServer(n.peerReg, svc)
 	skiffpb.RegisterClusterServer(n.peerReg, svc)
+	healthpb.RegisterHealthServer(n.peerReg, healthService{n: n})
 	if separate {
 		n.clientSrv = n.newServer()
 		reg := guardedRegistrar{srv: n.clientSrv, n: n}
 		csvc := &service{n: n, clientPort: true}
 		skiffpb.RegisterKVServer(reg, csvc)
 		skiffpb.RegisterClusterServer(reg, csvc)
+		healthpb.RegisterHealthServer(reg, healthService{n: n})
 	}
 	return nil
 }
@@ -103,12 +106,12 @@ func exposed(l net.Listener) bool {
 
 // newServer creates a gRPC server with the options of every port.
 func (n *Node) newServer() *grpc.Server {
-	opts := []grpc.ServerOption{
+	opts := append(serverKeepalive(),
 		grpc.MaxRecvMsgSize(wireMessageLimit), grpc.MaxSendMsgSize(wireMessageLimit),
 		grpc.MaxConcurrentStreams(maxStreams(n.cfg.MaxWatches)),
 		experimental.BufferPool(bufpool.Shared),
 		grpc.ForceServerCodecV2(lenientCodec{encoding.GetCodecV2(protoCodec)}),
-	}
+	)
 	if n.cfg.TLS != nil {
 		opts = append(opts, grpc.Creds(credentials.NewTLS(n.cfg.TLS)))
 	}
@@ -129,6 +132,8 @@ func (n *Node) registrar() grpc.ServiceRegistrar { return n.peerReg }
 //   - a request that does not decode is ErrInvalidArgument, not gRPC's
 //     codes.Internal;
 //   - the caller must be allowed to make the call (authority.allow);
+//   - the call waits for a leader no longer than an election timeout
+//     (withPatience): a network caller can try another node;
 //   - requests to the Raft transport are validated (validateRaftRequest).
 //
 // Wrapping the handlers, rather than adding interceptors, also covers the
@@ -163,6 +168,7 @@ func (r guardedRegistrar) unary(method string, h grpc.MethodHandler, raftMsgs bo
 		if err := r.n.auth.allow(ctx, need, method, r.peerPort); err != nil {
 			return nil, r.refuse(method, err)
 		}
+		ctx = withPatience(ctx, r.n.cfg.ElectionTimeout)
 		return h(srv, ctx, func(m any) error {
 			if err := dec(m); err != nil {
 				return err // gRPC has answered the call already
@@ -193,7 +199,8 @@ func (r guardedRegistrar) stream(method string, h grpc.StreamHandler, raftMsgs b
 		if err := r.n.auth.allow(ss.Context(), need, method, r.peerPort); err != nil {
 			return r.refuse(method, err)
 		}
-		return h(srv, &guardedStream{ServerStream: ss, method: method, raftMsgs: raftMsgs})
+		ctx := withPatience(ss.Context(), r.n.cfg.ElectionTimeout)
+		return h(srv, &guardedStream{ServerStream: ss, ctx: ctx, method: method, raftMsgs: raftMsgs})
 	}
 }
 
@@ -216,10 +223,13 @@ func (r guardedRegistrar) recover(method string, err *error) {
 // guardedStream applies the same checks to each message a stream receives.
 type guardedStream struct {
 	grpc.ServerStream
+	ctx      context.Context
 	method   string
 	raftMsgs bool
 	received int
 }
+
+func (s *guardedStream) Context() context.Context { return s.ctx }
 
 func (s *guardedStream) RecvMsg(m any) error {
 	if err := s.ServerStream.RecvMsg(m); err != nil {

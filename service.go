@@ -3,8 +3,9 @@ package skiff
 import (
 	"context"
 	"fmt"
+	"sync"
+	"time"
 
-	"github.com/hashicorp/raft"
 	"github.com/skiffkv/skiff/internal/command"
 	skiffpb "github.com/skiffkv/skiff/proto"
 	"google.golang.org/grpc/metadata"
@@ -50,18 +51,16 @@ func (s *service) write(ctx context.Context, op command.Op) (*applyResult, error
 	if !forwarded(ctx) {
 		return n.propose(ctx, op)
 	}
-	if n.isClosed() {
-		return nil, n.errClosed()
-	}
 	if err := n.validateOp(op); err != nil {
 		return nil, err
 	}
-	if n.raft.State() != raft.Leader {
-		return nil, fmt.Errorf("%w: %s does not lead", ErrNotLeader, n.id)
+	l, err := n.asLeader()
+	if err != nil {
+		return nil, err
 	}
 	ctx, cancel := withDefaultTimeout(ctx)
 	defer cancel()
-	return n.applyLocal(ctx, op)
+	return l.apply(ctx, op)
 }
 
 func (s *service) Put(ctx context.Context, req *skiffpb.PutRequest) (*skiffpb.PutResponse, error) {
@@ -141,41 +140,48 @@ func (s *service) Members(ctx context.Context, _ *skiffpb.MembersRequest) (*skif
 	return resp, nil
 }
 
-// leaderOnly refuses a forwarded request on a node that does not lead, so
-// forwarding never chains.
-func (s *service) leaderOnly(ctx context.Context) error {
-	if forwarded(ctx) && s.n.raft.State() != raft.Leader {
-		return s.status(fmt.Errorf("%w: %s does not lead", ErrNotLeader, s.n.id))
+// change serves a membership change: one another node forwarded runs
+// here if this node leads and nowhere else (forwarding never chains);
+// any other goes through the node's door to the leader.
+func (s *service) change(ctx context.Context, viaNode func() error, here func(leader) error) error {
+	if !forwarded(ctx) {
+		return s.status(viaNode())
 	}
-	return nil
+	l, err := s.n.asLeader()
+	if err == nil {
+		err = here(l)
+	}
+	return s.status(err)
 }
 
 func (s *service) AddMember(ctx context.Context, req *skiffpb.AddMemberRequest) (*skiffpb.AddMemberResponse, error) {
-	if err := s.leaderOnly(ctx); err != nil {
+	err := s.change(ctx, func() error { return s.n.addMember(ctx, req.Id, req.Address, req.Voter) },
+		func(l leader) error {
+			if err := validateMember(req.Id, req.Address); err != nil {
+				return err
+			}
+			return l.addMember(ctx, req.Id, req.Address, req.Voter)
+		})
+	if err != nil {
 		return nil, err
-	}
-	if err := s.n.addMember(ctx, req.Id, req.Address, req.Voter); err != nil {
-		return nil, s.status(err)
 	}
 	return &skiffpb.AddMemberResponse{}, nil
 }
 
 func (s *service) RemoveMember(ctx context.Context, req *skiffpb.RemoveMemberRequest) (*skiffpb.RemoveMemberResponse, error) {
-	if err := s.leaderOnly(ctx); err != nil {
+	err := s.change(ctx, func() error { return s.n.RemoveServer(ctx, req.Id) },
+		func(l leader) error { return l.removeMember(ctx, req.Id) })
+	if err != nil {
 		return nil, err
-	}
-	if err := s.n.RemoveServer(ctx, req.Id); err != nil {
-		return nil, s.status(err)
 	}
 	return &skiffpb.RemoveMemberResponse{}, nil
 }
 
 func (s *service) TransferLeadership(ctx context.Context, req *skiffpb.TransferLeadershipRequest) (*skiffpb.TransferLeadershipResponse, error) {
-	if err := s.leaderOnly(ctx); err != nil {
+	err := s.change(ctx, func() error { return s.n.TransferLeadership(ctx, req.Id) },
+		func(l leader) error { return l.transferLeadership(ctx, req.Id) })
+	if err != nil {
 		return nil, err
-	}
-	if err := s.n.TransferLeadership(ctx, req.Id); err != nil {
-		return nil, s.status(err)
 	}
 	return &skiffpb.TransferLeadershipResponse{}, nil
 }
@@ -183,16 +189,13 @@ func (s *service) TransferLeadership(ctx context.Context, req *skiffpb.TransferL
 // ReadIndex serves a follower's read: a commit index every acknowledged
 // write is at or below, confirmed by this node still leading.
 func (s *service) ReadIndex(ctx context.Context, _ *skiffpb.ReadIndexRequest) (*skiffpb.ReadIndexResponse, error) {
-	n := s.n
-	if n.isClosed() {
-		return nil, s.status(ErrClosed)
-	}
-	if n.raft.State() != raft.Leader {
-		return nil, s.status(fmt.Errorf("%w: %s does not lead", ErrNotLeader, n.id))
+	l, err := s.n.asLeader()
+	if err != nil {
+		return nil, s.status(err)
 	}
 	ctx, cancel := withDefaultTimeout(ctx)
 	defer cancel()
-	idx, err := n.reads.index(ctx)
+	idx, err := l.readIndex(ctx)
 	if err != nil {
 		return nil, s.status(err)
 	}
@@ -205,6 +208,7 @@ func (s *service) Status(ctx context.Context, _ *skiffpb.StatusRequest) (*skiffp
 		Id: st.ID, Address: st.Address, State: st.State, LeaderId: st.LeaderID, LeaderAddress: s.leaderAddr(),
 		Term: st.Term, CommitIndex: st.CommitIndex, AppliedIndex: st.AppliedIndex,
 		LastSnapshotIndex: st.LastSnapshotIndex, Keys: int64(st.Keys), Bytes: st.Bytes, ClientAddress: st.ClientAddress,
+		ElectionTimeoutMs: s.n.cfg.ElectionTimeout.Milliseconds(),
 	}, nil
 }
 
@@ -252,4 +256,62 @@ func (s *service) Watch(req *skiffpb.WatchRequest, stream skiffpb.KV_WatchServer
 		return nil
 	}
 	return s.status(err)
+}
+
+// clientAddrs remembers the client addresses of other members, by their
+// peer address, when members serve clients on ports of their own.
+type clientAddrs struct {
+	mu      sync.Mutex
+	known   map[string]clientAddr
+	pending map[string]bool
+}
+
+type clientAddr struct {
+	addr    string
+	learned time.Time
+}
+
+// clientAddrTTL is how long a learned client address is used before it
+// is looked up again (a member may come back on another port).
+const clientAddrTTL = time.Minute
+
+// clientAddrOf returns the client address of the member whose peer
+// address is addr: this node's own, or one learned from that member's
+// Status. While an address is being looked up, in the background, it
+// returns "": it is only ever used as a hint.
+func (n *Node) clientAddrOf(addr string) string {
+	if addr == n.addr {
+		return n.clientAddr
+	}
+	c := &n.clientAddrs
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if k, ok := c.known[addr]; ok && time.Since(k.learned) < clientAddrTTL {
+		return k.addr
+	}
+	if !c.pending[addr] && !n.isClosed() {
+		if c.pending == nil {
+			c.pending, c.known = map[string]bool{}, map[string]clientAddr{}
+		}
+		c.pending[addr] = true
+		go n.lookUpClientAddr(addr)
+	}
+	return c.known[addr].addr
+}
+
+func (n *Node) lookUpClientAddr(addr string) {
+	ctx, cancel := context.WithTimeout(n.ctx, 5*time.Second)
+	defer cancel()
+	var st *skiffpb.StatusResponse
+	conn, err := n.peers.get(addr)
+	if err == nil {
+		st, err = skiffpb.NewClusterClient(conn).Status(ctx, &skiffpb.StatusRequest{})
+	}
+	c := &n.clientAddrs
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.pending, addr)
+	if err == nil && st.ClientAddress != "" {
+		c.known[addr] = clientAddr{addr: st.ClientAddress, learned: time.Now()}
+	}
 }

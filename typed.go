@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sync"
 )
 
 // Codec turns values into the bytes a KV stores and back. Unmarshal is
@@ -306,33 +305,36 @@ type TypedEvent[T any] struct {
 type TypedWatcher[T any] struct {
 	w      *Watcher
 	events chan TypedEvent[T]
-	quit   chan struct{}
-	stop   sync.Once
-	done   chan struct{}
+	closed chan struct{} // events is closed
 }
 
-// Watch watches prefix like KV.Watch, decoding each value.
+// Watch watches prefix like KV.Watch, decoding each value. Each event is
+// decoded on its way to the caller, so Revision counts only the events
+// the caller has received, as Watcher's does.
 func (t *Typed[T]) Watch(ctx context.Context, prefix string, opts ...WatchOption) (*TypedWatcher[T], error) {
-	w, err := t.kv.Watch(ctx, prefix, opts...)
+	tw := &TypedWatcher[T]{events: make(chan TypedEvent[T]), closed: make(chan struct{})}
+	deliver := func(ctx context.Context, ev Event) error {
+		te := TypedEvent[T]{Type: ev.Type, Key: ev.Key, Revision: ev.Revision, Raw: ev}
+		if ev.Type == EventPut {
+			kv := &KeyValue{Key: ev.Key, Value: ev.Value, ModRevision: ev.Revision}
+			te.Value, te.Err = t.decode(kv)
+		}
+		select {
+		case tw.events <- te:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	w, err := t.kv.Watch(ctx, prefix, append(opts, func(o *watchOptions) { o.deliver = deliver })...)
 	if err != nil {
 		return nil, err
 	}
-	tw := &TypedWatcher[T]{w: w, events: make(chan TypedEvent[T]), quit: make(chan struct{}), done: make(chan struct{})}
+	tw.w = w
 	go func() {
-		defer close(tw.done)
-		defer close(tw.events)
-		for ev := range w.Events() {
-			te := TypedEvent[T]{Type: ev.Type, Key: ev.Key, Revision: ev.Revision, Raw: ev}
-			if ev.Type == EventPut {
-				kv := &KeyValue{Key: ev.Key, Value: ev.Value, ModRevision: ev.Revision}
-				te.Value, te.Err = t.decode(kv)
-			}
-			select {
-			case tw.events <- te:
-			case <-tw.quit:
-				return
-			}
-		}
+		<-w.done
+		close(tw.events)
+		close(tw.closed)
 	}()
 	return tw, nil
 }
@@ -349,7 +351,6 @@ func (tw *TypedWatcher[T]) Revision() uint64 { return tw.w.Revision() }
 
 // Close ends the watch and waits for its resources to be released.
 func (tw *TypedWatcher[T]) Close() {
-	tw.stop.Do(func() { close(tw.quit) })
 	tw.w.Close()
-	<-tw.done
+	<-tw.closed
 }

@@ -64,6 +64,9 @@ type watchOptions struct {
 	initial  bool
 	prev     bool
 	exactKey bool
+	// deliver, when set, hands each event to the caller instead of the
+	// Watcher's channel (Typed.Watch decodes on the way).
+	deliver func(ctx context.Context, ev Event) error
 }
 
 // WatchFrom starts the watch with the changes after revision rev (for
@@ -98,24 +101,24 @@ func collectWatchOptions(opts []WatchOption) watchOptions {
 // Watcher delivers a watch's events. Events is closed when the watch ends;
 // Err then says why. Close ends it early.
 type Watcher struct {
-	events chan Event
-	cancel context.CancelFunc
-	done   chan struct{}
-	rev    atomic.Uint64
+	events  chan Event
+	deliver func(ctx context.Context, ev Event) error // see watchOptions.deliver
+	cancel  context.CancelFunc
+	done    chan struct{}
+	rev     atomic.Uint64 // every change up to it has been handed to the caller
 
 	mu     sync.Mutex
 	err    error
 	closed bool
 }
 
-// watchBuffer is how many events a Watcher holds for a slow reader. The
-// node side holds nothing more per watcher: its changes stay in the
-// shared history until the watcher reads them.
-const watchBuffer = 256
-
-func newWatcher(ctx context.Context) (*Watcher, context.Context) {
+// newWatcher returns a Watcher whose events go to its channel, or to
+// o.deliver. The channel has no buffer: an event counts as received
+// (Revision) only once the caller has taken it, and changes not yet taken
+// wait in the node's shared history, not in the Watcher.
+func newWatcher(ctx context.Context, o watchOptions) (*Watcher, context.Context) {
 	ctx, cancel := context.WithCancel(ctx)
-	return &Watcher{events: make(chan Event, watchBuffer), cancel: cancel, done: make(chan struct{})}, ctx
+	return &Watcher{events: make(chan Event), deliver: o.deliver, cancel: cancel, done: make(chan struct{})}, ctx
 }
 
 // Events returns the channel of events. It is closed when the watch ends.
@@ -131,9 +134,48 @@ func (w *Watcher) Err() error {
 	return w.err
 }
 
-// Revision returns the revision up to which the watch has delivered every
-// change; WatchFrom(Revision()) resumes it without a gap or a repeat.
+// Revision returns the revision up to which the caller has received every
+// change. Once the watch has ended (after Close, or once Events is
+// closed) it counts exactly the events the caller took: WatchFrom(
+// Revision()), on this node or another, resumes the watch without a gap
+// or a repeat. While the watch runs it also counts the one event Events
+// is offering at that moment, if any. Before the initial state is
+// complete (WithInitialState) it stays where the watch started.
 func (w *Watcher) Revision() uint64 { return w.rev.Load() }
+
+// received records that the caller has every change up to rev.
+func (w *Watcher) received(rev uint64) {
+	if rev > w.rev.Load() {
+		w.rev.Store(rev) // one goroutine delivers, so no other writer races
+	}
+}
+
+// offer hands ev to the caller, counting it in Revision as up to after
+// from the moment it is offered (so that a caller who took it and then
+// asks finds it counted), and withdrawing that count if the watch ends
+// before the caller took it.
+func (w *Watcher) offer(ctx context.Context, ev Event, after uint64) error {
+	before := w.rev.Load()
+	w.received(after)
+	if err := w.send(ctx, ev); err != nil {
+		w.rev.Store(before)
+		return err
+	}
+	return nil
+}
+
+// upTo is what Revision may say once the i-th of changes has been handed
+// over, revs[i] being each change's revision and end the batch's revision:
+// the changes of one revision are handed over together or not at all.
+func upTo(revs func(i int) uint64, n, i int, end uint64) uint64 {
+	switch {
+	case i == n-1:
+		return end
+	case revs(i+1) > revs(i):
+		return revs(i)
+	}
+	return revs(i) - 1
+}
 
 // Close ends the watch and waits until its resources are released. Events
 // not yet received are dropped.
@@ -147,6 +189,9 @@ func (w *Watcher) Close() {
 
 // send delivers one event, unless the watch is ending.
 func (w *Watcher) send(ctx context.Context, ev Event) error {
+	if w.deliver != nil {
+		return w.deliver(ctx, ev)
+	}
 	select {
 	case w.events <- ev:
 		return nil
@@ -185,9 +230,9 @@ func (n *Node) Watch(ctx context.Context, prefix string, opts ...WatchOption) (*
 	if err != nil {
 		return nil, err
 	}
-	w, wctx := newWatcher(ctx)
+	w, wctx := newWatcher(ctx, o)
 	go func() {
-		err := sub.run(wctx, func(b watchBatch) error { return w.deliver(wctx, b, o.prev) })
+		err := sub.run(wctx, func(b watchBatch) error { return w.handOver(wctx, b, o.prev) })
 		if wctx.Err() != nil && !errors.Is(err, ErrClosed) {
 			err = ctx.Err()
 		}
@@ -196,8 +241,9 @@ func (n *Node) Watch(ctx context.Context, prefix string, opts ...WatchOption) (*
 	return w, nil
 }
 
-// deliver turns a batch into events, copying values out of the store.
-func (w *Watcher) deliver(ctx context.Context, b watchBatch, prev bool) error {
+// handOver turns a batch into events, copying values out of the store,
+// and hands them to the caller one by one, moving Revision as it goes.
+func (w *Watcher) handOver(ctx context.Context, b watchBatch, prev bool) error {
 	for _, e := range b.initial {
 		if err := w.send(ctx, Event{Type: EventPut, Key: e.Key, Value: cloneValue(e.Value), Revision: e.ModRevision,
 			CreateRevision: e.CreateRevision, Version: e.Version}); err != nil {
@@ -205,17 +251,18 @@ func (w *Watcher) deliver(ctx context.Context, b watchBatch, prev bool) error {
 		}
 	}
 	if b.synced {
-		if err := w.send(ctx, Event{Type: EventSynced, Revision: b.rev}); err != nil {
+		if err := w.offer(ctx, Event{Type: EventSynced, Revision: b.rev}, b.rev); err != nil {
 			return err
 		}
 	}
-	for _, c := range b.changes {
-		if err := w.send(ctx, changeEvent(c, prev)); err != nil {
+	rev := func(i int) uint64 { return b.changes[i].kv.ModRevision }
+	for i, c := range b.changes {
+		if err := w.offer(ctx, changeEvent(c, prev), upTo(rev, len(b.changes), i, b.rev)); err != nil {
 			return err
 		}
 	}
 	if !b.initialPage {
-		w.rev.Store(max(w.rev.Load(), b.rev))
+		w.received(b.rev)
 	}
 	return nil
 }
@@ -336,7 +383,7 @@ func (s *subscription) run(ctx context.Context, send func(watchBatch) error) err
 			return err
 		}
 	}
-	lastSent := time.Now()
+	p := progress{sent: pos.rev, at: time.Now()}
 	for {
 		changes, next, wait, err := h.read(pos, s.m, watchPage, pageBytes)
 		if err != nil {
@@ -346,24 +393,52 @@ func (s *subscription) run(ctx context.Context, send func(watchBatch) error) err
 			}
 			return err
 		}
-		if len(changes) > 0 || next.rev > pos.rev && time.Since(lastSent) >= progressEvery {
-			if err := send(watchBatch{changes: changes, rev: next.rev}); err != nil {
+		pos = next
+		if len(changes) > 0 || p.due(pos.rev) {
+			if err := send(watchBatch{changes: changes, rev: pos.rev}); err != nil {
 				return err
 			}
-			lastSent = time.Now()
+			p = progress{sent: pos.rev, at: time.Now()}
 		}
-		pos = next
 		if wait == nil {
 			continue
 		}
+		timer, stop := p.timer(pos.rev)
 		select {
 		case <-wait:
+		case <-timer:
 		case <-ctx.Done():
+			stop()
 			return ctx.Err()
 		case <-s.n.ctx.Done():
-			return ErrClosed
+			stop()
+			return s.n.errClosed()
 		}
+		stop()
 	}
+}
+
+// progress is what a watch has reported: the revision it last sent and
+// when. A watch whose position moved past it without a matching change
+// reports the new position once progressEvery has passed since it last
+// sent anything, even when nothing else happens meanwhile.
+type progress struct {
+	sent uint64
+	at   time.Time
+}
+
+func (p progress) due(rev uint64) bool {
+	return rev > p.sent && time.Since(p.at) >= progressEvery
+}
+
+// timer returns a channel that fires when progress up to rev becomes due,
+// or nil when there is nothing to report; stop releases it.
+func (p progress) timer(rev uint64) (<-chan time.Time, func() bool) {
+	if rev <= p.sent {
+		return nil, func() bool { return false }
+	}
+	t := time.NewTimer(max(0, progressEvery-time.Since(p.at)))
+	return t.C, t.Stop
 }
 
 // sendInitial sends the watched keys from one linearizable view, then the

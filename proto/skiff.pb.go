@@ -2239,8 +2239,11 @@ type StatusResponse struct {
 	// The address clients use: address, unless the node serves clients on a
 	// port of their own.
 	ClientAddress string `protobuf:"bytes,12,opt,name=client_address,json=clientAddress,proto3" json:"client_address,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// The node's election timeout: clients derive how long one attempt may
+	// take from it.
+	ElectionTimeoutMs int64 `protobuf:"varint,13,opt,name=election_timeout_ms,json=electionTimeoutMs,proto3" json:"election_timeout_ms,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *StatusResponse) Reset() {
@@ -2355,6 +2358,13 @@ func (x *StatusResponse) GetClientAddress() string {
 		return x.ClientAddress
 	}
 	return ""
+}
+
+func (x *StatusResponse) GetElectionTimeoutMs() int64 {
+	if x != nil {
+		return x.ElectionTimeoutMs
+	}
+	return 0
 }
 
 var File_skiff_proto protoreflect.FileDescriptor
@@ -2494,7 +2504,7 @@ const file_skiff_proto_rawDesc = "" +
 	"\x10ReadIndexRequest\")\n" +
 	"\x11ReadIndexResponse\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\"\x0f\n" +
-	"\rStatusRequest\"\xf1\x02\n" +
+	"\rStatusRequest\"\xa1\x03\n" +
 	"\x0eStatusResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x14\n" +
@@ -2508,7 +2518,8 @@ const file_skiff_proto_rawDesc = "" +
 	"\x04keys\x18\n" +
 	" \x01(\x03R\x04keys\x12\x14\n" +
 	"\x05bytes\x18\v \x01(\x03R\x05bytes\x12%\n" +
-	"\x0eclient_address\x18\f \x01(\tR\rclientAddress2\xdc\x03\n" +
+	"\x0eclient_address\x18\f \x01(\tR\rclientAddress\x12.\n" +
+	"\x13election_timeout_ms\x18\r \x01(\x03R\x11electionTimeoutMs2\xdc\x03\n" +
 	"\x02KV\x122\n" +
 	"\x03Put\x12\x14.skiff.v1.PutRequest\x1a\x15.skiff.v1.PutResponse\x12;\n" +
 	"\x06Delete\x12\x17.skiff.v1.DeleteRequest\x1a\x18.skiff.v1.DeleteResponse\x122\n" +
