@@ -24,10 +24,13 @@ func (c *Client) Members(ctx context.Context) ([]Member, error) {
 		}
 		out = out[:0]
 		for _, m := range resp.Members {
-			out = append(out, Member{ID: m.Id, Address: m.Address, Voter: m.Voter, Leader: m.Leader})
+			out = append(out, Member{ID: m.Id, Address: m.Address, ClientAddress: m.ClientAddress, Voter: m.Voter, Leader: m.Leader})
 		}
 		return nil
 	})
+	if err == nil {
+		c.learnMembers(out)
+	}
 	return out, err
 }
 

@@ -23,6 +23,7 @@ import (
 type route struct {
 	mu       sync.Mutex
 	leader   string               // address of the last known leader, "" if unknown
+	members  []string             // client addresses of the members, learned from the cluster
 	next     int                  // round-robin start for calls that need no leader
 	suspects map[string]time.Time // nodes that failed an attempt, tried last until then
 	election time.Duration        // the cluster's election timeout, from Status
@@ -67,8 +68,26 @@ func (c *Client) candidates(preferLeader bool) []string {
 	for i := range c.seeds {
 		add(c.seeds[(r.next+i)%len(c.seeds)])
 	}
+	for i := range r.members {
+		add(r.members[(r.next+i)%len(r.members)])
+	}
 	add(r.leader)
 	return append(good, bad...)
+}
+
+// learnMembers makes the members' client addresses places to go, besides
+// the addresses the client was dialed with: a client given one address
+// must not be lost when that node is.
+func (c *Client) learnMembers(ms []Member) {
+	var addrs []string
+	for _, m := range ms {
+		if m.ClientAddress != "" {
+			addrs = append(addrs, m.ClientAddress)
+		}
+	}
+	c.route.mu.Lock()
+	c.route.members = addrs
+	c.route.mu.Unlock()
 }
 
 func (c *Client) setLeader(addr string) {
@@ -256,7 +275,11 @@ func (c *Client) connect(ctx context.Context) error {
 	b := newBackoff(50*time.Millisecond, time.Second)
 	for {
 		_, _, err := c.findLeader(ctx)
-		if err == nil || errors.Is(err, ErrPermissionDenied) {
+		if err == nil {
+			_, _ = c.Members(ctx) // learns where the other members are; best effort
+			return nil
+		}
+		if errors.Is(err, ErrPermissionDenied) {
 			return err
 		}
 		if b.wait(ctx, nil) != nil {

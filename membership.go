@@ -15,16 +15,20 @@ import (
 // Member is one server in the cluster's configuration.
 type Member struct {
 	ID      string
-	Address string
-	Voter   bool // votes and counts towards commits; false for a non-voter
-	Leader  bool
+	Address string // for peers: its Raft address
+	// ClientAddress is where clients reach it: Address, unless members
+	// serve clients on ports of their own (Config.ClientBindAddr); empty
+	// while this node has not learned it yet.
+	ClientAddress string
+	Voter         bool // votes and counts towards commits; false for a non-voter
+	Leader        bool
 }
 
 // Members returns the cluster's configuration as this node knows it (the
 // latest one, possibly not yet committed), ordered as Raft keeps it.
 func (n *Node) Members(ctx context.Context) ([]Member, error) {
 	if n.isClosed() {
-		return nil, ErrClosed
+		return nil, n.errClosed()
 	}
 	f := n.raft.GetConfiguration()
 	if err := f.Error(); err != nil {
@@ -33,12 +37,17 @@ func (n *Node) Members(ctx context.Context) ([]Member, error) {
 	_, leader := n.raft.LeaderWithID()
 	var out []Member
 	for _, s := range f.Configuration().Servers {
-		out = append(out, Member{
-			ID:      string(s.ID),
-			Address: string(s.Address),
-			Voter:   s.Suffrage == raft.Voter,
-			Leader:  s.ID == leader,
-		})
+		m := Member{
+			ID:            string(s.ID),
+			Address:       string(s.Address),
+			ClientAddress: string(s.Address),
+			Voter:         s.Suffrage == raft.Voter,
+			Leader:        s.ID == leader,
+		}
+		if n.clientLis != nil {
+			m.ClientAddress = n.clientAddrOf(m.Address)
+		}
+		out = append(out, m)
 	}
 	return out, nil
 }

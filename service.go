@@ -135,7 +135,8 @@ func (s *service) Members(ctx context.Context, _ *skiffpb.MembersRequest) (*skif
 	}
 	resp := &skiffpb.MembersResponse{}
 	for _, m := range ms {
-		resp.Members = append(resp.Members, &skiffpb.Member{Id: m.ID, Address: m.Address, Voter: m.Voter, Leader: m.Leader})
+		resp.Members = append(resp.Members, &skiffpb.Member{Id: m.ID, Address: m.Address, Voter: m.Voter, Leader: m.Leader,
+			ClientAddress: m.ClientAddress})
 	}
 	return resp, nil
 }

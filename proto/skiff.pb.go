@@ -1699,11 +1699,16 @@ func (x *BatchResponse) GetResults() []*OpResult {
 }
 
 type Member struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	Address       string                 `protobuf:"bytes,2,opt,name=address,proto3" json:"address,omitempty"`
-	Voter         bool                   `protobuf:"varint,3,opt,name=voter,proto3" json:"voter,omitempty"`
-	Leader        bool                   `protobuf:"varint,4,opt,name=leader,proto3" json:"leader,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// The member's address for peers (its Raft address).
+	Address string `protobuf:"bytes,2,opt,name=address,proto3" json:"address,omitempty"`
+	Voter   bool   `protobuf:"varint,3,opt,name=voter,proto3" json:"voter,omitempty"`
+	Leader  bool   `protobuf:"varint,4,opt,name=leader,proto3" json:"leader,omitempty"`
+	// The address clients reach it at: address, unless members serve
+	// clients on ports of their own; empty while the answering node has not
+	// learned it.
+	ClientAddress string `protobuf:"bytes,5,opt,name=client_address,json=clientAddress,proto3" json:"client_address,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1764,6 +1769,13 @@ func (x *Member) GetLeader() bool {
 		return x.Leader
 	}
 	return false
+}
+
+func (x *Member) GetClientAddress() string {
+	if x != nil {
+		return x.ClientAddress
+	}
+	return ""
 }
 
 type MembersRequest struct {
@@ -2481,12 +2493,13 @@ const file_skiff_proto_rawDesc = "" +
 	"\x05error\x18\x04 \x01(\v2\x11.skiff.v1.OpErrorH\x00R\x05errorB\b\n" +
 	"\x06result\"=\n" +
 	"\rBatchResponse\x12,\n" +
-	"\aresults\x18\x01 \x03(\v2\x12.skiff.v1.OpResultR\aresults\"`\n" +
+	"\aresults\x18\x01 \x03(\v2\x12.skiff.v1.OpResultR\aresults\"\x87\x01\n" +
 	"\x06Member\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x14\n" +
 	"\x05voter\x18\x03 \x01(\bR\x05voter\x12\x16\n" +
-	"\x06leader\x18\x04 \x01(\bR\x06leader\"\x10\n" +
+	"\x06leader\x18\x04 \x01(\bR\x06leader\x12%\n" +
+	"\x0eclient_address\x18\x05 \x01(\tR\rclientAddress\"\x10\n" +
 	"\x0eMembersRequest\"=\n" +
 	"\x0fMembersResponse\x12*\n" +
 	"\amembers\x18\x01 \x03(\v2\x10.skiff.v1.MemberR\amembers\"R\n" +

@@ -1,14 +1,16 @@
 // Command multinode runs a three-node skiff cluster as three separate OS
 // processes on loopback ports and shows a network client riding through
-// the loss of the leader.
+// a frozen leader and the loss of the next one.
 //
 //	go run ./examples/multinode
 //
 // The binary plays two roles. Run without arguments it is the driver: it
 // starts its own executable three times in node mode, the second and third
-// nodes joining through the first, then dials a client to one follower,
-// writes and reads through it, kills the leader's process with SIGKILL and
-// keeps writing until the surviving nodes have elected a new leader, and
+// nodes joining through the first, then dials a client to one follower
+// (which learns the other members' addresses from the cluster),
+// writes and reads through it, freezes the leader's process with SIGSTOP
+// and keeps writing until the others have elected a new leader, resumes
+// it, kills the new leader with SIGKILL and keeps writing again, and
 // finally stops the other nodes and removes their data.
 //
 // In node mode it runs one node until SIGTERM, SIGINT or the end of its
@@ -26,20 +28,16 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"slices"
-	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -81,66 +79,6 @@ func main() {
 		fmt.Fprintln(os.Stderr, "multinode: FAILED:", err)
 		os.Exit(1)
 	}
-}
-
-// ---------------------------------------------------------------------------
-// Node mode
-
-func runNode(id, dir, addr, join string) error {
-	if id == "" || dir == "" {
-		return errors.New("-id and -dir are required")
-	}
-	// Stop on SIGTERM or SIGINT, and when standard input ends: the driver
-	// keeps a pipe to it open for as long as it lives.
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
-	defer stop()
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	go func() {
-		_, _ = io.Copy(io.Discard, os.Stdin)
-		cancel(errors.New("standard input closed"))
-	}()
-
-	cfg := skiff.DefaultConfig()
-	cfg.ID = id
-	cfg.Dir = dir
-	cfg.BindAddr = addr
-	cfg.HeartbeatTimeout = heartbeatTimeout
-	cfg.ElectionTimeout = electionTimeout
-	cfg.LeaderLeaseTimeout = leaderLeaseTimeout
-	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	if join != "" {
-		cfg.Join = []string{join}
-	}
-
-	openCtx, openCancel := context.WithTimeout(ctx, 30*time.Second)
-	defer openCancel()
-	node, err := skiff.Open(openCtx, cfg)
-	if err != nil {
-		return fmt.Errorf("open: %w", err)
-	}
-	defer node.Close()
-	if join == "" {
-		// A new one-node cluster: be its leader before anyone joins.
-		if _, err := node.WaitForLeader(openCtx); err != nil {
-			return err
-		}
-	}
-	fmt.Printf("%s%s\n", readyPrefix, node.Addr())
-
-	<-ctx.Done()
-	why := "signal"
-	if err := context.Cause(ctx); err != nil && !errors.Is(err, context.Canceled) {
-		why = err.Error()
-	}
-	fmt.Printf("stopping (%s)\n", why)
-	// The nodes still running log failed heartbeats to this one; that is
-	// expected while the cluster shuts down.
-	if err := node.Close(); err != nil {
-		return fmt.Errorf("close: %w", err)
-	}
-	fmt.Println("closed")
-	return nil
 }
 
 // ---------------------------------------------------------------------------
@@ -259,48 +197,42 @@ func runDriver(verbose bool) (err error) {
 		fmt.Printf("  get %s = %q (revision %d)\n", kv.Key, kv.Value, kv.ModRevision)
 	}
 
-	// Kill the leader without warning, and keep writing until a write
-	// succeeds on the new leader.
+	// Freeze the leader, as a GC pause, a hung disk or a paused VM would:
+	// its connections stay open but nothing answers. Writes carry on once
+	// the others have elected a new leader and the client has given up on
+	// the frozen one; then it is resumed and rejoins as a follower.
+	unknown := map[string]string{} // writes whose outcome is unknown
+	fmt.Printf("freezing leader %s (pid %d) with SIGSTOP\n", leader.id, leader.cmd.Process.Pid)
+	if err := leader.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		return fmt.Errorf("stop %s: %w", leader.id, err)
+	}
+	took, err := writeUntilOK(ctx, client, "frozen", acked, unknown)
+	if err != nil {
+		return err
+	}
+	newID, _, err := client.Leader(ctx)
+	if err != nil {
+		return fmt.Errorf("leader after the freeze: %w", err)
+	}
+	fmt.Printf("writes carried on %v after the leader froze; new leader %s\n", took.Round(time.Millisecond), newID)
+	if err := leader.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		return fmt.Errorf("resume %s: %w", leader.id, err)
+	}
+	fmt.Printf("resumed %s: it rejoins as a follower\n", leader.id)
+
+	// Kill the new leader without warning, and keep writing until a write
+	// succeeds on the next one.
+	leader = byID[newID]
+	if leader == nil {
+		return fmt.Errorf("leader %q is not one of the started nodes", newID)
+	}
 	fmt.Printf("killing leader %s (pid %d) with SIGKILL\n", leader.id, leader.cmd.Process.Pid)
-	killed := time.Now()
 	if err := leader.cmd.Process.Kill(); err != nil {
 		return fmt.Errorf("kill %s: %w", leader.id, err)
 	}
-	unknown := map[string]string{} // writes whose outcome is unknown
-	var failover time.Duration
-	for attempt := 1; ; attempt++ {
-		if time.Since(killed) > 30*time.Second {
-			return fmt.Errorf("no write succeeded within 30s of killing the leader")
-		}
-		if ctx.Err() != nil {
-			return fmt.Errorf("failover: %w", context.Cause(ctx))
-		}
-		key, val := fmt.Sprintf("demo/failover/%02d", attempt), fmt.Sprintf("attempt %d", attempt)
-		wctx, wcancel := context.WithTimeout(ctx, 3*time.Second)
-		rev, err := client.Put(wctx, key, []byte(val))
-		wcancel()
-		since := time.Since(killed).Round(time.Millisecond)
-		switch {
-		case err == nil:
-			failover = time.Since(killed)
-			acked[key] = val
-			fmt.Printf("  +%v put %s: ok at revision %d\n", since, key, rev)
-		case errors.Is(err, skiff.ErrIndeterminate):
-			// The write reached a node, which lost the leader before it
-			// could answer. It may or may not have been applied; it is
-			// not retried, the next write uses a new key.
-			unknown[key] = val
-			fmt.Printf("  +%v put %s: outcome unknown (ErrIndeterminate); trying the next write\n", since, key)
-			fmt.Printf("      %v\n", err)
-			pause(ctx, 50*time.Millisecond)
-			continue
-		default:
-			fmt.Printf("  +%v put %s: failed, not applied; trying the next write\n", since, key)
-			fmt.Printf("      %v\n", err)
-			pause(ctx, 100*time.Millisecond)
-			continue
-		}
-		break
+	failover, err := writeUntilOK(ctx, client, "failover", acked, unknown)
+	if err != nil {
+		return err
 	}
 	newID, newAddr, err := client.Leader(ctx)
 	if err != nil {
@@ -345,6 +277,42 @@ func runDriver(verbose bool) (err error) {
 	}
 	fmt.Printf("done in %v\n", time.Since(start).Round(time.Millisecond))
 	return nil
+}
+
+// writeUntilOK writes keys demo/<label>/NN through client, one after the
+// other, until one succeeds, and returns how long that took. Writes whose
+// outcome is unknown go to unknown, the one that succeeds to acked.
+func writeUntilOK(ctx context.Context, client *skiff.Client, label string, acked, unknown map[string]string) (time.Duration, error) {
+	start := time.Now()
+	for attempt := 1; ; attempt++ {
+		if time.Since(start) > 30*time.Second {
+			return 0, fmt.Errorf("%s: no write succeeded within 30s", label)
+		}
+		if ctx.Err() != nil {
+			return 0, fmt.Errorf("%s: %w", label, context.Cause(ctx))
+		}
+		key, val := fmt.Sprintf("demo/%s/%02d", label, attempt), fmt.Sprintf("attempt %d", attempt)
+		wctx, wcancel := context.WithTimeout(ctx, 5*time.Second)
+		rev, err := client.Put(wctx, key, []byte(val))
+		wcancel()
+		since := time.Since(start).Round(time.Millisecond)
+		switch {
+		case err == nil:
+			acked[key] = val
+			fmt.Printf("  +%v put %s: ok at revision %d\n", since, key, rev)
+			return time.Since(start), nil
+		case errors.Is(err, skiff.ErrIndeterminate):
+			// The write reached a node, which lost the leader before it
+			// could answer. It may or may not have been applied; it is
+			// not retried, the next write uses a new key.
+			unknown[key] = val
+			fmt.Printf("  +%v put %s: outcome unknown (ErrIndeterminate); trying the next write\n      %v\n", since, key, err)
+			pause(ctx, 50*time.Millisecond)
+		default:
+			fmt.Printf("  +%v put %s: failed, not applied; trying the next write\n      %v\n", since, key, err)
+			pause(ctx, 100*time.Millisecond)
+		}
+	}
 }
 
 // startChild starts one node process and waits until it reports its
@@ -516,63 +484,3 @@ func pause(ctx context.Context, d time.Duration) {
 	}
 }
 
-// lineWriter prefixes each line a child writes and forwards it to out, or
-// when out is nil keeps the last keep lines for dump. The first line
-// starting with readyPrefix is not printed but its address is sent to
-// ready.
-type lineWriter struct {
-	prefix string
-	out    io.Writer
-	ready  chan<- string
-	keep   int
-
-	mu      sync.Mutex
-	buf     []byte
-	sent    bool
-	kept    []string
-	dropped int
-}
-
-// dump writes the kept lines to out.
-func (w *lineWriter) dump(out io.Writer) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.dropped > 0 {
-		fmt.Fprintf(out, "%s(%d earlier lines not kept)\n", w.prefix, w.dropped)
-	}
-	for _, line := range w.kept {
-		fmt.Fprintf(out, "%s%s\n", w.prefix, line)
-	}
-	if len(w.buf) > 0 {
-		fmt.Fprintf(out, "%s%s\n", w.prefix, w.buf)
-	}
-}
-
-func (w *lineWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.buf = append(w.buf, p...)
-	for {
-		i := bytes.IndexByte(w.buf, '\n')
-		if i < 0 {
-			break
-		}
-		line := string(w.buf[:i])
-		w.buf = w.buf[i+1:]
-		if w.ready != nil && !w.sent && strings.HasPrefix(line, readyPrefix) {
-			w.sent = true
-			w.ready <- strings.TrimSpace(strings.TrimPrefix(line, readyPrefix))
-			continue
-		}
-		if w.out != nil {
-			fmt.Fprintf(w.out, "%s%s\n", w.prefix, line)
-			continue
-		}
-		if len(w.kept) == w.keep {
-			w.kept = w.kept[1:]
-			w.dropped++
-		}
-		w.kept = append(w.kept, line)
-	}
-	return len(p), nil
-}
