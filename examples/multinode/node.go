@@ -70,4 +70,3 @@ func runNode(id, dir, addr, join string) error {
 	fmt.Println("closed")
 	return nil
 }
-
