@@ -304,15 +304,7 @@ func TestDialWaitsForTheCluster(t *testing.T) {
 func TestMemberRestartedOnAnotherPort(t *testing.T) {
 	nodes, cfgs := staticCluster(t, 3)
 	ctx := testCtx(t)
-	if _, err := nodes[0].WaitForLeader(ctx); err != nil {
-		t.Fatal(err)
-	}
-	moved := 0
-	for i, n := range nodes {
-		if !n.IsLeader() {
-			moved = i
-		}
-	}
+	moved := follower(t, nodes)
 	if err := nodes[moved].Close(); err != nil {
 		t.Fatal(err)
 	}

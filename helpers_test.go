@@ -135,3 +135,19 @@ func snapshotAll(t testing.TB, c *skifftest.Cluster) {
 		}
 	}
 }
+
+// follower waits until nodes have a leader and returns the index of a
+// node that does not lead.
+func follower(t testing.TB, nodes []*skiff.Node) int {
+	t.Helper()
+	if _, err := nodes[0].WaitForLeader(testCtx(t)); err != nil {
+		t.Fatal(err)
+	}
+	for i, n := range nodes {
+		if !n.IsLeader() {
+			return i
+		}
+	}
+	t.Fatal("every node leads")
+	return -1
+}

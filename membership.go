@@ -113,7 +113,7 @@ func (n *Node) addMemberLocal(ctx context.Context, id, addr string, voter bool) 
 	if err := f.Error(); err != nil {
 		return raftError(err, false)
 	}
-	isVoter := false
+	isVoter, moved := false, ""
 	for _, s := range f.Configuration().Servers {
 		switch {
 		case string(s.ID) == id && string(s.Address) == addr && (s.Suffrage == raft.Voter || !voter):
@@ -122,7 +122,16 @@ func (n *Node) addMemberLocal(ctx context.Context, id, addr string, voter bool) 
 			return fmt.Errorf("%w: address %s belongs to member %q", ErrMemberConflict, addr, s.ID)
 		case string(s.ID) == id:
 			isVoter = s.Suffrage == raft.Voter
+			if string(s.Address) != addr {
+				moved = string(s.Address)
+			}
 		}
+	}
+	if moved != "" {
+		// Raft's calls to the old address may be waiting for it to come
+		// back (awaitPeer); drop them, so that replication turns to the
+		// new address at once.
+		defer n.dropPeer(moved)
 	}
 	if !voter || !isVoter {
 		// A new member, a non-voter, or a non-voter on the way to voter.

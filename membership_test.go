@@ -168,15 +168,7 @@ func staticCluster(t *testing.T, n int, configure ...func(i int, cfg *skiff.Conf
 func TestMemberDownAndBackOverGRPC(t *testing.T) {
 	nodes, cfgs := staticCluster(t, 3)
 	ctx := testCtx(t)
-	if _, err := nodes[0].WaitForLeader(ctx); err != nil {
-		t.Fatal(err)
-	}
-	down := 0
-	for i, n := range nodes {
-		if !n.IsLeader() {
-			down = i
-		}
-	}
+	down := follower(t, nodes)
 	if err := nodes[down].Close(); err != nil {
 		t.Fatal(err)
 	}

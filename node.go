@@ -57,6 +57,7 @@ type Node struct {
 	clientSrv   *grpc.Server
 	clientAddr  string
 	clientAddrs clientAddrs // other members' client addresses
+	peerWaits   peerWaits   // Raft calls waiting for a peer; see awaitPeer
 	peers       *connPool   // to other nodes, for forwarding and joins
 	reads       *readIndexer
 

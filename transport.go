@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -165,8 +166,48 @@ func (n *Node) awaitPeer(ctx context.Context, method string, req, reply any, cc 
 	}
 	ctx, cancel := context.WithTimeout(ctx, appendWait)
 	defer cancel()
-	defer context.AfterFunc(n.ctx, cancel)() // Close does not wait for it
+	defer context.AfterFunc(n.ctx, cancel)()                       // Close does not wait for it
+	defer context.AfterFunc(n.peerWaits.of(cc.Target()), cancel)() // nor does an address change
 	return invoke(ctx, method, req, reply, cc, append(opts, grpc.WaitForReady(true))...)
+}
+
+// peerWaits lets the calls waiting for a peer's address be ended when
+// that address is no longer a member's (see dropPeer).
+type peerWaits struct {
+	mu  sync.Mutex
+	ctx map[string]context.Context
+	end map[string]context.CancelFunc
+}
+
+// of returns a context that ends when target is dropped.
+func (w *peerWaits) of(target string) context.Context {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if ctx, ok := w.ctx[target]; ok {
+		return ctx
+	}
+	if w.ctx == nil {
+		w.ctx, w.end = map[string]context.Context{}, map[string]context.CancelFunc{}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	w.ctx[target], w.end[target] = ctx, cancel
+	return ctx
+}
+
+// dropPeer ends the Raft calls waiting for addr to come back: a member
+// that moved to another address is replicated to there at once, not
+// after appendWait.
+func (n *Node) dropPeer(addr string) {
+	w := &n.peerWaits
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for target, cancel := range w.end {
+		if target == addr || strings.HasSuffix(target, "/"+addr) {
+			cancel()
+			delete(w.ctx, target)
+			delete(w.end, target)
+		}
+	}
 }
 
 // raftTransportOptions are the dial options of the Raft transport's own
