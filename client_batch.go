@@ -241,9 +241,15 @@ func (b *batcher) resend(call *batchCall, from string, res *skiffpb.OpResult) bo
 	if call.pause == nil {
 		call.pause = newBackoff(20*time.Millisecond, 500*time.Millisecond)
 	}
+	// Queued again from now on, so that a caller who gives up during the
+	// pause gets its call back as not sent (do); one who gave up is not
+	// sent again (take skips it).
+	call.state.Store(callQueued)
 	go func() {
-		if call.pause.wait(call.ctx, nil) == nil {
-			b.requeue([]*batchCall{call})
+		if call.pause.wait(call.ctx, nil) == nil && call.state.Load() == callQueued {
+			b.mu.Lock()
+			b.queue = append([]*batchCall{call}, b.queue...)
+			b.mu.Unlock()
 			b.wake()
 		}
 	}()
