@@ -48,6 +48,9 @@ func (n *Node) findLeader(ctx context.Context) (leader, error) {
 	}
 	_, addr := n.Leader()
 	if addr == "" {
+		if n.removed() {
+			return nil, fmt.Errorf("%w: %w: node %s is no longer a member of the cluster", ErrNoLeader, errRemoved, n.id)
+		}
 		return nil, fmt.Errorf("%w: node %s knows no leader", ErrNoLeader, n.id)
 	}
 	if addr == n.addr {
@@ -112,7 +115,7 @@ func onLeader[T any](ctx context.Context, n *Node, call func(context.Context, le
 		switch {
 		case n.isClosed():
 			return zero, n.closedDuring(err)
-		case !notApplied(err):
+		case !notApplied(err), errors.Is(err, errRemoved):
 			return zero, err
 		case time.Now().After(giveUp):
 			return zero, fmt.Errorf("%w: %v", ErrNoLeader, err)
@@ -123,6 +126,27 @@ func onLeader[T any](ctx context.Context, n *Node, call func(context.Context, le
 			return zero, fmt.Errorf("%w: %w (last error: %v)", ErrNoLeader, ctxError(ctx, "waiting for a leader"), err)
 		}
 	}
+}
+
+// errRemoved says a node was removed from the cluster: waiting will not
+// bring it a leader. It matches ErrNotMember; the error that carries it
+// also matches ErrNoLeader, so that a client tries another node.
+var errRemoved = fmt.Errorf("%w: removed", ErrNotMember)
+
+// removed reports whether this node knows a configuration of the
+// cluster and is not in it. A node that is joining knows none yet.
+func (n *Node) removed() bool {
+	f := n.raft.GetConfiguration()
+	if f.Error() != nil {
+		return false
+	}
+	servers := f.Configuration().Servers
+	for _, s := range servers {
+		if string(s.ID) == n.id {
+			return false
+		}
+	}
+	return len(servers) > 0
 }
 
 // closedDuring is the error of a call that the node's closing cut short:

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/skiffkv/skiff"
+	"github.com/skiffkv/skiff/skifftest"
 )
 
 // These tests run real nodes on loopback ports: Raft goes over the gRPC
@@ -253,5 +254,27 @@ func TestTransferLeadershipWithoutAnotherVoter(t *testing.T) {
 	wantErr(t, "TransferLeadership(nobody)", err, skiff.ErrNotMember)
 	if took := time.Since(start); took > 2*time.Second {
 		t.Fatalf("refusing took %v", took)
+	}
+}
+
+// A leader that removes itself steps down and stays up. Raft's default
+// shut it down: it then served nothing and never said why, and calls to
+// it waited for their deadlines. Now it says it is no longer a member,
+// and a client carries on with the others.
+func TestLeaderRemovesItself(t *testing.T) {
+	c := skifftest.NewCluster(t, 3, nil)
+	old := c.WaitForLeader()
+	l := c.Node(old)
+	ctx := testCtx(t)
+	if err := l.RemoveServer(ctx, l.ID()); err != nil {
+		t.Fatalf("RemoveServer(itself): %v", err)
+	}
+	_, err := l.Put(ctx, "k", []byte("v"))
+	wantErr(t, "Put on the removed node", err, skiff.ErrNotMember)
+	if _, err := c.Client(nil).Put(ctx, "k", []byte("v")); err != nil {
+		t.Fatalf("client Put after the leader left: %v", err)
+	}
+	if ms := members(t, c.Node(newLeader(t, c, old))); len(ms) != 2 {
+		t.Fatalf("members = %v, want the two others", ms)
 	}
 }

@@ -271,6 +271,10 @@ func (n *Node) raftConfig(hlog *hclogslog.Logger) *raft.Config {
 	rc.BatchApplyCh = true
 	rc.MaxAppendEntries = 256
 	rc.NoSnapshotRestoreOnStart = true // restoreLatest did it, strictly
+	// A leader that removes itself steps down and stays up, as a removed
+	// follower does; Raft's default shuts it down, which left a node that
+	// served nothing and never said why.
+	rc.ShutdownOnRemove = false
 	rc.Logger = hlog
 	return rc
 }
