@@ -186,7 +186,8 @@ func untilOK(limit time.Duration, f func(ctx context.Context) error) error {
 }
 
 // measureWrites writes measureKey in a loop, one write at a time, each
-// with its own deadline, and reports every write, until "quit". A write
+// with its own deadline, and reports every write, until "quit". "leader"
+// makes it ask the cluster who leads (which the client then remembers). A write
 // starts at least 10 ms after the one before: that is the measurement's
 // resolution, and keeps a fast-failing loop from filling the machine.
 func measureWrites(cl *skiff.Client, timeout time.Duration, commands <-chan string) {
@@ -194,8 +195,20 @@ func measureWrites(cl *skiff.Client, timeout time.Duration, commands <-chan stri
 	defer pace.Stop()
 	for i := 0; ; i++ {
 		select {
-		case <-commands: // "quit", or the end of input
-			return
+		case cmd := <-commands:
+			if cmd != "leader" {
+				return // "quit", or the end of input
+			}
+			go func() {
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				defer cancel()
+				id, _, err := cl.Leader(ctx)
+				if err != nil {
+					id = err.Error()
+				}
+				emit("leader", id)
+			}()
+			continue
 		case <-pace.C:
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), timeout)

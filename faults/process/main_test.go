@@ -20,6 +20,9 @@ var (
 	flagTrial    = flag.Duration("faults.trialtimeout", 20*time.Second,
 		"measurement: how long a trial waits for a write to succeed before it reports a timeout")
 	flagWrite = flag.Duration("faults.writetimeout", 2*time.Second, "measurement: each write's deadline")
+	flagStale = flag.Bool("faults.staleleader", false,
+		"measurement: do not have the client learn the leader before each trial, so that after the first fault it "+
+			"writes through whichever node it reaches")
 )
 
 // TestMain runs a child role when the test binary was started as a node

@@ -76,20 +76,29 @@ func newTopology(t testing.TB, names []string) *topology {
 // requireNetns skips the test unless it may make network namespaces.
 func requireNetns(t testing.TB) {
 	t.Helper()
-	const why = "network namespaces not permitted here, so the process tier's network faults do not run (TestLoopbackFaults covers the rest): "
+	if why := netnsProblem(); why != "" {
+		t.Skip("network namespaces not permitted here, so the process tier's network faults do not run " +
+			"(TestLoopbackFaults covers the rest): " + why)
+	}
+}
+
+// netnsProblem says why this test may not make network namespaces, or ""
+// when it may.
+func netnsProblem() string {
 	if os.Geteuid() != 0 {
-		t.Skip(why + "not root")
+		return "not root"
 	}
 	if _, err := exec.LookPath("ip"); err != nil {
-		t.Skip(why + "no ip command: " + err.Error())
+		return "no ip command: " + err.Error()
 	}
 	probe := fmt.Sprintf("%s%d-probe", nsPrefix, os.Getpid())
 	if out, err := exec.Command("ip", "netns", "add", probe).CombinedOutput(); err != nil {
-		t.Skipf("%sip netns add refused: %v: %s", why, err, strings.TrimSpace(string(out)))
+		return fmt.Sprintf("ip netns add refused: %v: %s", err, strings.TrimSpace(string(out)))
 	}
 	if out, err := exec.Command("ip", "netns", "del", probe).CombinedOutput(); err != nil {
-		t.Fatalf("ip netns del %s: %v: %s", probe, err, out)
+		return fmt.Sprintf("ip netns del %s: %v: %s", probe, err, strings.TrimSpace(string(out)))
 	}
+	return ""
 }
 
 // removeStale deletes namespaces left by test binaries that no longer
