@@ -29,11 +29,11 @@ type clientSpec struct {
 
 // finalResult is what the client saw after the faults healed.
 type finalResult struct {
-	WriteAfter time.Duration // until the first write succeeded
-	WriteErr   string        `json:",omitempty"`
-	Rev        uint64        // the final linearizable listing
-	KVs        []faults.Entry
-	ListErr    string `json:",omitempty"`
+	WriteOK  int64  // when the first write succeeded, in Unix nanoseconds
+	WriteErr string `json:",omitempty"`
+	Rev      uint64 // the final linearizable listing
+	KVs      []faults.Entry
+	ListErr  string `json:",omitempty"`
 }
 
 // writeRecord is one write of the measuring writer, in Unix nanoseconds
@@ -141,14 +141,14 @@ func writeHistory(path string, ops []faults.Op) error {
 // keys linearizably.
 func finalReads(cl *skiff.Client) finalResult {
 	var res finalResult
-	start := time.Now()
 	err := untilOK(20*time.Second, func(ctx context.Context) error {
 		_, err := cl.Put(ctx, probeKey, []byte("after the faults"))
 		return err
 	})
-	res.WriteAfter = time.Since(start)
 	if err != nil {
 		res.WriteErr = err.Error()
+	} else {
+		res.WriteOK = time.Now().UnixNano()
 	}
 	err = untilOK(10*time.Second, func(ctx context.Context) error {
 		l, err := cl.List(ctx, workloadPrefix)

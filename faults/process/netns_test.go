@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -142,6 +143,9 @@ func (top *topology) cut(t testing.TB, as, bs []*endpoint) {
 	for _, a := range as {
 		for _, b := range bs {
 			for _, r := range [][2]string{{a.ns, b.ip}, {b.ns, a.ip}} {
+				if slices.Contains(top.routes, r) {
+					continue // the kernel refuses the same route twice
+				}
 				ipCmd(t, "-n", r[0], "route", "add", "blackhole", r[1]+"/32")
 				top.routes = append(top.routes, r)
 			}
