@@ -105,7 +105,8 @@ func newCluster(t testing.TB, opts clusterOpts) *cluster {
 }
 
 // keptDir makes a directory outside t.TempDir, removed after a passing
-// test and kept, with its path logged, after a failing one.
+// test and kept, with its path logged, after a failing one (or with
+// -faults.keep).
 func keptDir(t testing.TB) string {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "skiff-faults-")
@@ -113,7 +114,7 @@ func keptDir(t testing.TB) string {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		if t.Failed() {
+		if t.Failed() || *flagKeep {
 			t.Logf("node logs, data dirs and the history are kept in %s", dir)
 			return
 		}

@@ -103,6 +103,9 @@ func (r *run) logf(format string, args ...any) {
 
 func runOnce(t *testing.T, seed int64, p plan, netns bool) {
 	c := newCluster(t, clusterOpts{size: p.size, store: p.store, timing: faultTiming, snapshotEvery: 400, netns: netns})
+	if c.leader(15*time.Second) == nil {
+		t.Fatalf("a new cluster of %d elected no leader within 15s", p.size)
+	}
 	r := &run{t: t, seed: seed, c: c, rng: newRNG(seed), start: time.Now()}
 	history := filepath.Join(c.base, "history.jsonl")
 	cl := c.startClient(t, clientSpec{Seed: seed, Clients: 4, History: history})

@@ -15,6 +15,7 @@ var (
 		"seeded runs per tier, seeds counting up from -faults.seed (0: 3 with namespaces, 2 on loopback)")
 	flagClass    = flag.String("faults.class", "", "run only this fault class (see classes)")
 	flagDuration = flag.Duration("faults.duration", 8*time.Second, "how long faults are injected in each run")
+	flagKeep     = flag.Bool("faults.keep", false, "keep every run's logs, data dirs and history, not only a failed run's")
 	flagMeasure  = flag.Bool("faults.measure", false, "run TestFailoverMeasurement")
 	flagTrials   = flag.Int("faults.trials", 5, "measurement: trials per fault")
 	flagTrial    = flag.Duration("faults.trialtimeout", 20*time.Second,

@@ -74,12 +74,19 @@ var classes = []faultClass{
 	}},
 }
 
-// nemesis injects class until d has passed, then heals everything.
+// nemesis injects class until d has passed, healing after each fault.
+// Each fault comes a quiet spell after the cluster has a leader again, so
+// that it meets a working cluster with writes in flight rather than one
+// still electing (a restarted one-node cluster takes up to two heartbeat
+// timeouts).
 func (r *run) nemesis(t testing.TB, class faultClass, d time.Duration) {
 	t.Helper()
 	end := time.Now().Add(d)
-	for i := 0; time.Now().Before(end); i++ {
-		hold(time.Duration(300+r.rng.IntN(700)) * time.Millisecond)
+	for time.Now().Before(end) {
+		if r.c.leader(10*time.Second) == nil {
+			r.logf("no leader within 10s of healing")
+		}
+		hold(time.Duration(200+r.rng.IntN(800)) * time.Millisecond)
 		if class.once && r.injected {
 			hold(time.Until(end))
 			break

@@ -55,12 +55,9 @@ func startProc(t testing.TB, name, ns, role string, spec any, specPath, logPath 
 	if err := os.WriteFile(specPath, b, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	// -test.run=^$: should the role not be picked up, run no test.
-	args := []string{exe, "-test.run=^$"}
+	// This very binary, even if a rebuild has replaced the file since it
+	// started. -test.run=^$: should the role not be picked up, run no test.
+	args := []string{fmt.Sprintf("/proc/%d/exe", os.Getpid()), "-test.run=^$"}
 	if ns != "" {
 		args = append([]string{"ip", "netns", "exec", ns}, args...)
 	}
