@@ -25,7 +25,7 @@ import (
 // with ErrCorrupt rather than start on it.
 const (
 	flipEntry    = "flip a byte of an applied entry past the snapshot"
-	truncateLog  = "truncate the log store"
+	truncateLog  = "truncate the log file at the first copy of an applied entry past the snapshot"
 	flipSnapshot = "flip a byte in the middle of the newest snapshot"
 )
 

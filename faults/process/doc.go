@@ -24,15 +24,24 @@
 //
 // # Faults
 //
-// Each seeded run picks one fault class (see classes in nemesis_test.go),
-// a log store and a cluster size from its seed, then injects that fault
-// repeatedly while the workload runs: SIGKILL of the leader or of random
-// nodes (restarted afterwards), SIGSTOP/SIGCONT of the leader or of random
-// nodes, partitions by blackhole routes inside the namespaces (the leader
-// from its peers, a minority from the majority, the client from the
-// majority), a host blackholed by taking its veth down, kill -9 of every
-// node at once, and damage to one stopped node's files, which must then
-// refuse to start with skiff.ErrCorrupt naming the file.
+// Each seeded run picks one fault class, a log store (boltdb or wal) and
+// a cluster size (3 or 5; 1 where a class makes sense on one node) from
+// its seed, and injects that fault again and again while the workload
+// runs, healing after each:
+//
+//	kill-leader, kill-random     SIGKILL of the leader or of a random minority, restarted
+//	stop-leader, stop-random     SIGSTOP, then SIGCONT: a frozen process (a GC pause, a hung disk)
+//	kill-all                     SIGKILL of every node at once, then all restarted
+//	damage                       one killed node's files damaged (a flipped byte in an applied
+//	                             entry or in the snapshot, a truncated raft.db or WAL segment):
+//	                             Open must fail with ErrCorrupt naming the file; it stays down
+//	partition-leader             blackhole routes between the leader and its peers
+//	partition-minority           the same between a random minority and the majority
+//	partition-client             the same between the client and a majority
+//	blackhole-leader, -random    a node's veth taken down: every packet dropped, no RST
+//
+// The partitions and blackholes need namespaces. Consecutive seeds go
+// through every class, then every store, then every size.
 //
 // # Checks
 //
@@ -48,6 +57,9 @@
 //	go test ./faults/process -run NetnsFaults -faults.runs=44 -timeout=0 -v
 //	go test ./faults/process -run NetnsFaults -faults.seed=N -v   # one run again
 //	go test ./faults/process -run FailoverMeasurement -faults.measure -v
+//
+// -faults.class runs one class, -faults.duration sets how long faults are
+// injected per run, -faults.keep keeps every run's logs and data.
 //
 // -short skips the tier. A failing run prints its seed, the command that
 // reproduces it, and where the nodes' logs and data are kept.
