@@ -19,6 +19,9 @@ func TestInvariants(t *testing.T) {
 		return faults.Op{Kind: faults.Get, Key: "w/k0", Call: call, Return: ret, Outcome: faults.OK,
 			Got: faults.Entry{Key: "w/k0", Value: v, Mod: mod}}
 	}
+	notFound := func(call, ret int64) faults.Op {
+		return faults.Op{Kind: faults.Get, Key: "w/k0", Call: call, Return: ret, Outcome: faults.OK, NotFound: true}
+	}
 	holds := func(v string, mod uint64) map[string]*faults.Entry {
 		return map[string]*faults.Entry{"w/k0": {Key: "w/k0", Value: v, Mod: mod}}
 	}
@@ -45,10 +48,15 @@ func TestInvariants(t *testing.T) {
 		{"read of an acknowledged write", []faults.Op{put("a", 0, 2, faults.OK, 5), get("a", 5, 1, 3)}, holds("a", 5), 0, 0},
 		{"read of a failed write", []faults.Op{put("a", 0, 1, faults.Failed, 0), get("a", 5, 2, 3)}, nil, 1, 0},
 		{"read before the write", []faults.Op{get("a", 5, 0, 1), put("a", 2, 3, faults.OK, 5)}, holds("a", 5), 1, 0},
+		{"stale read", []faults.Op{put("a", 0, 1, faults.OK, 5), put("b", 2, 3, faults.OK, 7), get("a", 5, 4, 5)}, holds("b", 7), 1, 0},
+		{"read concurrent with the newer write", []faults.Op{put("a", 0, 1, faults.OK, 5), put("b", 2, 5, faults.OK, 7), get("a", 5, 4, 6)}, holds("b", 7), 0, 0},
+		{"not found after an acknowledged put", []faults.Op{put("a", 0, 1, faults.OK, 5), notFound(2, 3)}, holds("a", 5), 1, 0},
+		{"not found after a put and a delete", []faults.Op{put("a", 0, 1, faults.OK, 5), del(2, never, faults.Unknown), notFound(3, 4)}, nil, 0, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			vs := append(checkFinal(tt.ops, tt.final), checkReads(tt.ops)...)
+			vs = append(vs, checkStale(tt.ops)...)
 			lost := 0
 			for _, v := range vs {
 				if v.lost {

@@ -153,6 +153,71 @@ func checkReads(ops []faults.Op) []violation {
 	return out
 }
 
+// checkStale checks that no successful read missed a write acknowledged
+// before it was called. A read saw the value of write x, or no value: it
+// is stale if an acknowledged write w to the key returned before the read
+// was called and, for a value, x returned before w was called (w replaced
+// it for good: values are never written twice), or, for no value, w wrote
+// a value and no delete may have come between w and the read.
+func checkStale(ops []faults.Op) []violation {
+	writes := map[string][]faults.Op{}
+	byValue := map[string]faults.Op{}
+	for _, op := range ops {
+		if isWrite(op.Kind) {
+			writes[op.Key] = append(writes[op.Key], op)
+		}
+		if isValueWrite(op.Kind) {
+			byValue[op.Value] = op
+		}
+	}
+	var out []violation
+	for _, r := range ops {
+		if r.Outcome != faults.OK || (r.Kind != faults.Get && r.Kind != faults.List) {
+			continue
+		}
+		for key, ws := range writes {
+			if r.Kind == faults.Get && key != r.Key {
+				continue
+			}
+			e, found := readOf(r, key)
+			x, known := byValue[e.Value] // checkReads reports a value nobody wrote
+			for _, w := range ws {
+				if w.Outcome != faults.OK || !precedes(w, r) {
+					continue
+				}
+				if found && known && precedes(x, w) {
+					out = append(out, violation{msg: fmt.Sprintf("%s saw %q, which the earlier %s had replaced", describe(r), e.Value, describe(w))})
+				}
+				if !found && isValueWrite(w.Kind) && !mayDeleteBetween(ws, w, r) {
+					out = append(out, violation{msg: fmt.Sprintf("%s found no %s after %s", describe(r), key, describe(w))})
+				}
+			}
+		}
+	}
+	return out
+}
+
+// readOf returns what read r saw of key.
+func readOf(r faults.Op, key string) (faults.Entry, bool) {
+	if r.Kind == faults.Get {
+		return r.Got, !r.NotFound
+	}
+	for _, e := range r.Listed {
+		if e.Key == key {
+			return e, true
+		}
+	}
+	return faults.Entry{}, false
+}
+
+// mayDeleteBetween reports whether a delete in ws may have taken effect
+// after w and before r.
+func mayDeleteBetween(ws []faults.Op, w, r faults.Op) bool {
+	return slices.ContainsFunc(ws, func(d faults.Op) bool {
+		return isDelete(d.Kind) && d.Outcome != faults.Failed && !precedes(d, w) && !precedes(r, d)
+	})
+}
+
 // describe names an operation for a failure message.
 func describe(op faults.Op) string {
 	ret := "never returned"

@@ -170,6 +170,7 @@ func (r *run) check(t *testing.T, p plan, ops []faults.Op, fin finalResult) {
 			final[fin.KVs[i].Key] = &fin.KVs[i]
 		}
 		vs = append(checkFinal(ops, final), checkReads(ops)...)
+		vs = append(vs, checkStale(ops)...)
 		r.checkReplicas(t, fin)
 	}
 	lost := 0

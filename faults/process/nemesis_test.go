@@ -82,6 +82,10 @@ var classes = []faultClass{
 func (r *run) nemesis(t testing.TB, class faultClass, d time.Duration) {
 	t.Helper()
 	end := time.Now().Add(d)
+	if class.once {
+		// Sometimes early, sometimes after snapshots and log truncation.
+		hold(time.Duration(r.rng.Int64N(int64(d/2) + 1)))
+	}
 	for time.Now().Before(end) {
 		if r.c.leader(10*time.Second) == nil {
 			r.logf("no leader within 10s of healing")
