@@ -45,6 +45,9 @@ type node struct {
 	expectDown bool
 	damaged    bool // refused to start on damaged files; stays down
 	frozen     bool // SIGSTOPped
+	// mayStop: the node runs with a damaged entry it has not applied,
+	// and may stop by itself with ErrCorrupt when it comes to it.
+	mayStop bool
 }
 
 // cluster is the node processes, the client process and, in the
@@ -261,10 +264,22 @@ func (c *cluster) heal(t testing.TB) {
 // stopping it: a crash, or a node that stopped by itself.
 func (c *cluster) checkExit(t testing.TB, n *node) {
 	t.Helper()
+	if n.p != nil && n.p.exited() && !n.expectDown && n.mayStop && stoppedCorrupt(n.p.exitMsg) {
+		t.Logf("node %s stopped by itself on its damaged entry, as it may: %s", n.spec.ID, n.p.exitMsg)
+		n.expectDown, n.damaged = true, true
+		return
+	}
 	if n.p != nil && n.p.exited() && !n.expectDown {
 		t.Errorf("node %s exited by itself (%v) %s; log %s:\n%s", n.spec.ID, n.p.waitErr, n.p.exitMsg, n.logPath, tail(n.logPath, 30))
 		n.expectDown = true // reported once
 	}
+}
+
+// stoppedCorrupt reports whether an exit message says the node stopped
+// with ErrCorrupt.
+func stoppedCorrupt(body string) bool {
+	var ex nodeExit
+	return json.Unmarshal([]byte(body), &ex) == nil && ex.Corrupt
 }
 
 // converge polls the running nodes until they all report the same

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io/fs"
 	"math/rand/v2"
 	"os"
@@ -19,14 +20,19 @@ import (
 	"go.etcd.io/bbolt"
 )
 
-// A stopped node's files are damaged in one of these ways. Each damage
-// reaches state the node must read when it opens (an entry it had
-// applied past its snapshot, or that snapshot), so Open must refuse it
-// with ErrCorrupt rather than start on it.
+// A stopped node's files are damaged in one of these ways. The first
+// three reach state the node must read when it opens (an entry it had
+// applied past its snapshot, or that snapshot), so Open must refuse them
+// with ErrCorrupt rather than start on them. The last damages an entry
+// the node logged but had not recorded as applied: Open may pass it, and
+// the node must then stop with ErrCorrupt when it comes to apply it, or
+// drop it as a torn write and take it again from the leader; it must
+// never apply it.
 const (
-	flipEntry    = "flip a byte of an applied entry past the snapshot"
-	truncateLog  = "truncate the log file at the first copy of an applied entry past the snapshot"
-	flipSnapshot = "flip a byte in the middle of the newest snapshot"
+	flipEntry     = "flip a byte of an applied entry past the snapshot"
+	truncateLog   = "truncate the log file at the first copy of an applied entry past the snapshot"
+	flipSnapshot  = "flip a byte in the middle of the newest snapshot"
+	flipUnapplied = "flip a byte of a logged entry past the recorded applied index"
 )
 
 // entryMark is in the command of every workload write (its key), and in
@@ -35,18 +41,27 @@ const (
 var entryMark = []byte(workloadPrefix + "/k")
 
 // damage damages dir, the data dir of a node that is not running, in a
-// way chosen by rng, and says what it did; "" when there was nothing to
-// damage yet (no snapshot and no applied write).
-func damage(t testing.TB, dir string, rng *rand.Rand) string {
+// way chosen by rng. It returns the kind of damage and what it did; ""
+// when there was nothing to damage yet (no snapshot and no applied write).
+func damage(t testing.TB, dir string, rng *rand.Rand) (kind, what string) {
 	t.Helper()
 	applied := readUint(t, filepath.Join(dir, "applied-index"))
 	snapIndex, snapFile := newestSnapshot(t, dir)
-	kind := []string{flipEntry, truncateLog, flipSnapshot}[rng.IntN(3)]
+	kind = []string{flipEntry, truncateLog, flipSnapshot, flipUnapplied}[rng.IntN(4)]
 	wal := dirExists(filepath.Join(dir, "wal"))
-	idx, data := appliedEntry(t, dir, wal, snapIndex, applied)
+	logs := openLog(t, dir, wal)
+	idx, data := logs.newest(snapIndex, applied)
+	if kind == flipUnapplied {
+		if i, d := logs.newest(applied, logs.last); d != nil {
+			idx, data = i, d
+		} else {
+			kind = flipEntry // nothing logged past the applied index
+		}
+	}
+	logs.close()
 	switch {
 	case data == nil && snapFile == "":
-		return ""
+		return "", ""
 	case data == nil:
 		kind = flipSnapshot // everything applied is in the snapshot
 	case kind == flipSnapshot && snapFile == "":
@@ -55,16 +70,8 @@ func damage(t testing.TB, dir string, rng *rand.Rand) string {
 	switch kind {
 	case flipSnapshot:
 		flipAt(t, snapFile, fileSize(t, snapFile)/2)
-		return kind + " " + snapFile
-	case flipEntry:
-		// Every copy: bbolt leaves old copies of a page in free pages.
-		off := int64(bytes.Index(data, entryMark) + 1)
-		for _, f := range logFiles(t, dir, wal) {
-			for _, at := range occurrences(t, f, data) {
-				flipAt(t, f, at+off)
-			}
-		}
-	default:
+		return kind, kind + " " + snapFile
+	case truncateLog:
 		// From the entry's first copy on, everything goes: the page or
 		// segment that holds the entry now is at or after that copy.
 		for _, f := range logFiles(t, dir, wal) {
@@ -73,48 +80,55 @@ func damage(t testing.TB, dir string, rng *rand.Rand) string {
 				break
 			}
 		}
+	default:
+		// Every copy: bbolt leaves old copies of a page in free pages.
+		off := int64(bytes.Index(data, entryMark) + 1)
+		for _, f := range logFiles(t, dir, wal) {
+			for _, at := range occurrences(t, f, data) {
+				flipAt(t, f, at+off)
+			}
+		}
 	}
-	return fmtDamage(kind, idx, applied, snapIndex)
+	return kind, fmt.Sprintf("%s (entry %d; applied %d, snapshot %d, last %d)", kind, idx, applied, snapIndex, logs.last)
 }
 
-func fmtDamage(kind string, idx, applied, snap uint64) string {
-	return kind + " (entry " + strconv.FormatUint(idx, 10) + "; applied " + strconv.FormatUint(applied, 10) +
-		", snapshot " + strconv.FormatUint(snap, 10) + ")"
+// logReader reads entries of a stopped node's log store: their stored
+// bytes (raft.db's whole value, or the WAL entry's data, which a segment
+// holds as is).
+type logReader struct {
+	get   func(idx uint64) []byte // nil for an entry that is not there
+	last  uint64
+	close func()
 }
 
-// appliedEntry returns the newest entry in (snapIndex, applied] that is
-// a workload write, and its data; nil when there is none.
-func appliedEntry(t testing.TB, dir string, wal bool, snapIndex, applied uint64) (uint64, []byte) {
-	t.Helper()
-	var get func(uint64) []byte
-	if wal {
-		get = walEntries(t, filepath.Join(dir, "wal"))
-	} else {
-		get = boltEntries(t, filepath.Join(dir, "raft.db"))
-	}
-	defer get(0)
-	for idx := applied; idx > snapIndex; idx-- {
-		if data := get(idx); bytes.Contains(data, entryMark) {
+// newest returns the newest entry in (after, upto] that is a workload
+// write, and its bytes; nil when there is none.
+func (l logReader) newest(after, upto uint64) (uint64, []byte) {
+	for idx := upto; idx > after; idx-- {
+		if data := l.get(idx); bytes.Contains(data, entryMark) {
 			return idx, data
 		}
 	}
 	return 0, nil
 }
 
-// boltEntries opens raft.db read-only (which does not walk the file) and
-// returns a function that reads an entry's raw stored value; index 0
-// closes the file.
-func boltEntries(t testing.TB, path string) func(uint64) []byte {
+func openLog(t testing.TB, dir string, wal bool) logReader {
+	t.Helper()
+	if wal {
+		return walEntries(t, filepath.Join(dir, "wal"))
+	}
+	return boltEntries(t, filepath.Join(dir, "raft.db"))
+}
+
+// boltEntries opens raft.db read-only, which does not walk the file.
+func boltEntries(t testing.TB, path string) logReader {
 	t.Helper()
 	db, err := bbolt.Open(path, 0o600, &bbolt.Options{ReadOnly: true, Timeout: 5 * time.Second})
 	if err != nil {
 		t.Fatalf("open %s to damage it: %v", path, err)
 	}
-	return func(idx uint64) []byte {
-		if idx == 0 {
-			db.Close()
-			return nil
-		}
+	r := logReader{close: func() { db.Close() }}
+	r.get = func(idx uint64) []byte {
 		var v []byte
 		_ = db.View(func(tx *bbolt.Tx) error {
 			v = bytes.Clone(tx.Bucket([]byte("logs")).Get(binary.BigEndian.AppendUint64(nil, idx)))
@@ -122,27 +136,34 @@ func boltEntries(t testing.TB, path string) func(uint64) []byte {
 		})
 		return v
 	}
+	_ = db.View(func(tx *bbolt.Tx) error {
+		if k, _ := tx.Bucket([]byte("logs")).Cursor().Last(); k != nil {
+			r.last = binary.BigEndian.Uint64(k)
+		}
+		return nil
+	})
+	return r
 }
 
-// walEntries opens the WAL and returns a function that reads an entry's
-// data (stored as is in a segment); index 0 closes the WAL.
-func walEntries(t testing.TB, path string) func(uint64) []byte {
+// walEntries opens the WAL as the node would.
+func walEntries(t testing.TB, path string) logReader {
 	t.Helper()
 	w, err := raftwal.Open(path)
 	if err != nil {
 		t.Fatalf("open %s to damage it: %v", path, err)
 	}
-	return func(idx uint64) []byte {
-		if idx == 0 {
-			w.Close()
-			return nil
-		}
+	last, err := w.LastIndex()
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	get := func(idx uint64) []byte {
 		var l raft.Log
 		if err := w.GetLog(idx, &l); err != nil {
 			return nil
 		}
 		return l.Data
 	}
+	return logReader{get: get, last: last, close: func() { w.Close() }}
 }
 
 // logFiles returns the files of the node's log store.

@@ -112,12 +112,14 @@ func hold(d time.Duration) {
 
 // injectDamage kills a random node, damages its files, and starts it
 // again: Open must refuse them with ErrCorrupt naming the file, and the
-// node stays down for the rest of the run.
+// node stays down for the rest of the run. Damage past the applied index
+// may pass Open; the node must then stop with ErrCorrupt before it
+// applies the entry, or take it again from the leader.
 func injectDamage(t testing.TB, r *run) {
 	t.Helper()
 	n := r.target(r.c.nodes[r.rng.IntN(len(r.c.nodes))], "SIGKILL, damage files, restart:")
 	n.kill(t)
-	what := damage(t, n.spec.Dir, r.rng)
+	kind, what := damage(t, n.spec.Dir, r.rng)
 	if what == "" {
 		r.logf("nothing to damage yet; %s restarts as it was", n.spec.ID)
 		return
@@ -129,6 +131,9 @@ func injectDamage(t testing.TB, r *run) {
 	switch {
 	case err != nil:
 		t.Errorf("node %s on damaged files (%s): %v", n.spec.ID, what, err)
+	case m.kind == "ready" && kind == flipUnapplied:
+		r.logf("%s opened: the damaged entry is past its applied index", n.spec.ID)
+		n.mayStop = true
 	case m.kind == "ready":
 		t.Errorf("node %s started on damaged files (%s); want Open to fail with ErrCorrupt", n.spec.ID, what)
 	default:
