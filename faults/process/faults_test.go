@@ -3,6 +3,7 @@ package process
 import (
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -50,13 +51,25 @@ func runSeeds(t *testing.T, netns bool, defaultRuns int) {
 		t.Run(name, func(t *testing.T) {
 			t.Cleanup(func() {
 				if t.Failed() {
-					t.Logf("reproduce: go test ./faults/process -run '^%s$' -faults.seed=%d -v",
-						strings.Split(t.Name(), "/")[0], seed)
+					t.Logf("reproduce: %s", reproduce(t, seed))
 				}
 			})
 			runOnce(t, seed, p, netns)
 		})
 	}
+}
+
+// reproduce returns the command that runs the seed's run again: the same
+// test, seed and flags that change what a seed chooses.
+func reproduce(t testing.TB, seed int64) string {
+	cmd := fmt.Sprintf("go test ./faults/process -run '^%s$' -faults.seed=%d", strings.Split(t.Name(), "/")[0], seed)
+	if *flagClass != "" {
+		cmd += " -faults.class=" + *flagClass
+	}
+	if d := flag.Lookup("faults.duration"); d.Value.String() != d.DefValue {
+		cmd += " -faults.duration=" + d.Value.String()
+	}
+	return cmd + " -v"
 }
 
 // plan is what a seed chooses.
@@ -101,6 +114,8 @@ func (r *run) logf(format string, args ...any) {
 	r.t.Logf("+%5.2fs "+format, append([]any{time.Since(r.start).Seconds()}, args...)...)
 }
 
+// runOnce starts a cluster and the client, injects p's fault class for
+// -faults.duration, heals, and checks.
 func runOnce(t *testing.T, seed int64, p plan, netns bool) {
 	c := newCluster(t, clusterOpts{size: p.size, store: p.store, timing: faultTiming, snapshotEvery: 400, netns: netns})
 	if c.leader(15*time.Second) == nil {
