@@ -81,8 +81,8 @@ func measureFault(t testing.TB, c *cluster, w *writer, f leaderFault) string {
 	var took []time.Duration // a timeout counts as the trial's bound
 	timeouts := 0
 	for i := range *flagTrials {
-		d, ok := measureTrial(t, c, w, f)
-		t.Logf("%s, trial %d: %s", f.name, i+1, fmtTrial(d, ok))
+		d, ok, detail := measureTrial(t, c, w, f)
+		t.Logf("%s, trial %d: %s; %s", f.name, i+1, fmtTrial(d, ok), detail)
 		if !ok {
 			timeouts++
 		}
@@ -97,8 +97,9 @@ func measureFault(t testing.TB, c *cluster, w *writer, f leaderFault) string {
 // when none did within the trial bound. The fault counts from the moment
 // it is wholly in place: a write that starts while the ip commands of a
 // partition still run may succeed before it cuts anything. The trial
-// heals the cluster afterwards.
-func measureTrial(t testing.TB, c *cluster, w *writer, f leaderFault) (time.Duration, bool) {
+// heals the cluster afterwards. detail says which node led and how the
+// writes in between failed.
+func measureTrial(t testing.TB, c *cluster, w *writer, f leaderFault) (d time.Duration, ok bool, detail string) {
 	t.Helper()
 	if _, ok := w.firstOK(time.Now(), 30*time.Second); !ok {
 		t.Fatalf("no write succeeded within 30s of healing; client log %s", w.p.logPath)
@@ -115,15 +116,15 @@ func measureTrial(t testing.TB, c *cluster, w *writer, f leaderFault) (time.Dura
 	f.inject(t, c, l)
 	fault := time.Now()
 	end, ok := w.firstOK(fault, *flagTrial)
-	failed, last := w.failedSince(fault, end)
-	if failed > 0 {
-		t.Logf("  leader %s; %d writes failed before, the last with: %s", l.spec.ID, failed, last)
+	detail = "leader " + l.spec.ID
+	if failed, last := w.failedSince(fault, end); failed > 0 {
+		detail += fmt.Sprintf("; %d writes failed in between, the last with: %s", failed, last)
 	}
 	c.heal(t)
 	if !ok {
-		return *flagTrial, false
+		return *flagTrial, false, detail
 	}
-	return end.Sub(fault), true
+	return end.Sub(fault), true, detail
 }
 
 // writer collects the reports of the client's measuring writes.
