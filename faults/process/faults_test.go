@@ -124,7 +124,7 @@ func runOnce(t *testing.T, seed int64, p plan, netns bool) {
 	r := &run{t: t, seed: seed, c: c, rng: newRNG(seed), start: time.Now()}
 	history := filepath.Join(c.base, "history.jsonl")
 	cl := c.startClient(t, clientSpec{Seed: seed, Clients: 4, History: history})
-	r.logf("cluster of %d (%s) up, client running; faults for %v", p.size, p.store, *flagDuration)
+	r.logf("cluster of %d (%s) up, client running; faults for %v; logs and data in %s", p.size, p.store, *flagDuration, c.base)
 	r.nemesis(t, p.class, *flagDuration)
 	c.heal(t)
 	r.healed = time.Now()

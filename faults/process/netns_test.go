@@ -1,6 +1,7 @@
 package process
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -117,13 +118,28 @@ func removeStale(t testing.TB) {
 		}
 		pidText, _, _ := strings.Cut(rest, "-")
 		pid, err := strconv.Atoi(pidText)
-		if err != nil || pid == os.Getpid() || !errors.Is(syscall.Kill(pid, 0), syscall.ESRCH) {
+		if err != nil || pid == os.Getpid() || alive(pid) {
 			continue
 		}
 		if out, err := exec.Command("ip", "netns", "del", e.Name()).CombinedOutput(); err != nil {
 			t.Logf("removing stale namespace %s: %v: %s", e.Name(), err, out)
 		}
 	}
+}
+
+// alive reports whether process pid runs: it exists and is not a
+// zombie (a killed test binary that nobody has reaped yet).
+func alive(pid int) bool {
+	if errors.Is(syscall.Kill(pid, 0), syscall.ESRCH) {
+		return false
+	}
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return true // cannot tell; leave its namespaces alone
+	}
+	// pid (comm) state ...: comm may hold spaces, so look after its ')'.
+	i := bytes.LastIndexByte(stat, ')')
+	return i < 0 || i+2 >= len(stat) || stat[i+2] != 'Z'
 }
 
 // ipCmd runs the ip command and fails the test if it fails.
