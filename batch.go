@@ -78,7 +78,7 @@ func (s *service) Batch(ctx context.Context, req *skiffpb.BatchRequest) (*skiffp
 	s.batchGets(ctx, req.Ops, stale, true, results, &used)
 	s.batchGets(ctx, req.Ops, linear, false, results, &used)
 	wg.Wait()
-	return &skiffpb.BatchResponse{Results: results}, nil
+	return &skiffpb.BatchResponse{Results: results, Leader: s.leaderAddr()}, nil
 }
 
 // batchGets answers the Gets at idx from one view, until the answer

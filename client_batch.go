@@ -304,6 +304,9 @@ func later(a, b time.Time) time.Time {
 // batch moves to another node.
 func (b *batcher) attempt(ctx context.Context, cc *grpc.ClientConn, req *skiffpb.BatchRequest) (*skiffpb.BatchResponse, error) {
 	resp, err := skiffpb.NewKVClient(cc).Batch(ctx, req)
+	if err == nil && b.kind != batchStale {
+		b.c.setLeader(resp.Leader) // go straight to it next time
+	}
 	if err != nil {
 		err = fromStatus(err)
 		if b.kind == batchWrites && !neverSent(err) {

@@ -319,3 +319,27 @@ func TestClientConcurrentCallsKeepTheirOwnResults(t *testing.T) {
 		t.Fatalf("List(conc) = %d keys, %v; want %d", len(res.KVs), err, workers*10)
 	}
 }
+
+// A client learns a new leader from the answers to its calls and goes
+// straight to it: after a leadership change its writes went to the old
+// leader, which forwarded them without saying who leads, so every write
+// took an extra hop for good.
+func TestClientLearnsTheLeaderFromAnswers(t *testing.T) {
+	c := skifftest.NewCluster(t, 3, nil)
+	ctx := testCtx(t)
+	cl := c.Client(nil)
+	if _, err := cl.Put(ctx, "k", []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	old := c.WaitForLeader()
+	if err := c.Node(old).TransferLeadership(ctx, ""); err != nil {
+		t.Fatal(err)
+	}
+	l := newLeader(t, c, old)
+	if _, err := cl.Put(ctx, "k", []byte("w")); err != nil {
+		t.Fatal(err)
+	}
+	if got := skiff.ClientLeader(cl); got != c.Addr(l) {
+		t.Fatalf("after the leader moved to %s, the client goes to %q first", c.Addr(l), got)
+	}
+}

@@ -45,3 +45,10 @@ func SetListPageHook(f func(page int)) (restore func()) {
 // DropListingPins makes n forget the states it keeps for listings in
 // progress, as if they had expired.
 func DropListingPins(n *Node) { n.pins.clear() }
+
+// ClientLeader returns the leader address the client would go to first.
+func ClientLeader(c *Client) string {
+	c.route.mu.Lock()
+	defer c.route.mu.Unlock()
+	return c.route.leader
+}

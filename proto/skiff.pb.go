@@ -1655,8 +1655,11 @@ func (*OpResult_Get) isOpResult_Result() {}
 func (*OpResult_Error) isOpResult_Result() {}
 
 type BatchResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Results       []*OpResult            `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Results []*OpResult            `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	// The leader's address as the answering node knows it, so that a client
+	// sending through a follower learns where to go directly.
+	Leader        string `protobuf:"bytes,2,opt,name=leader,proto3" json:"leader,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1696,6 +1699,13 @@ func (x *BatchResponse) GetResults() []*OpResult {
 		return x.Results
 	}
 	return nil
+}
+
+func (x *BatchResponse) GetLeader() string {
+	if x != nil {
+		return x.Leader
+	}
+	return ""
 }
 
 type Member struct {
@@ -2491,9 +2501,10 @@ const file_skiff_proto_rawDesc = "" +
 	"\x06delete\x18\x02 \x01(\v2\x18.skiff.v1.DeleteResponseH\x00R\x06delete\x12)\n" +
 	"\x03get\x18\x03 \x01(\v2\x15.skiff.v1.GetResponseH\x00R\x03get\x12)\n" +
 	"\x05error\x18\x04 \x01(\v2\x11.skiff.v1.OpErrorH\x00R\x05errorB\b\n" +
-	"\x06result\"=\n" +
+	"\x06result\"U\n" +
 	"\rBatchResponse\x12,\n" +
-	"\aresults\x18\x01 \x03(\v2\x12.skiff.v1.OpResultR\aresults\"\x87\x01\n" +
+	"\aresults\x18\x01 \x03(\v2\x12.skiff.v1.OpResultR\aresults\x12\x16\n" +
+	"\x06leader\x18\x02 \x01(\tR\x06leader\"\x87\x01\n" +
 	"\x06Member\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x14\n" +
