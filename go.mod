@@ -1,6 +1,6 @@
 module github.com/skiffkv/skiff
 
-go 1.26.8
+go 1.26.0
 
 require (
 	github.com/Jille/raft-grpc-transport v1.6.1
