@@ -186,7 +186,9 @@ func (n *Node) openStorage() (*hclogslog.Logger, error) {
 		return nil, err
 	}
 	n.log = n.log.With("node", n.id)
-	hlog := hclogslog.New(n.log.With("component", "raft"))
+	// The adapter is given the keys rather than a logger that has them,
+	// so that Raft's own "node" is not written a second time.
+	hlog := hclogslog.New(cfg.Logger, "node", n.id, "component", "raft")
 	if n.logs, n.kind, err = openLogStore(cfg.Dir, cfg.LogStore, hlog); err != nil {
 		return nil, err
 	}
