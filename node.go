@@ -78,6 +78,8 @@ type Node struct {
 	// netWatches counts the watches served over the network, on every
 	// port; at most Config.MaxWatches.
 	netWatches atomic.Int64
+
+	obs observability // metrics, once asked for (metrics.go)
 }
 
 // logCacheSize is how many recent log entries are kept in memory, a few
