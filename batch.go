@@ -99,10 +99,12 @@ func (s *service) batchGets(ctx context.Context, ops []*skiffpb.Op, idx []int, s
 			continue
 		}
 		if err != nil {
+			s.n.meter().read(readGet, &err)
 			results[i] = s.opResult(nil, err)
 			continue
 		}
 		resp, gerr := s.n.getFrom(view, ops[i].GetGet().GetKey())
+		s.n.meter().read(readGet, &gerr)
 		results[i] = s.opResult(&skiffpb.OpResult{Result: &skiffpb.OpResult_Get{Get: resp}}, gerr)
 		*used += len(resp.GetKv().GetKey()) + len(resp.GetKv().GetValue()) + entryOverhead
 	}

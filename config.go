@@ -165,7 +165,11 @@ type Config struct {
 	ClientListener      net.Listener
 
 	// Logger receives the node's logs, hashicorp/raft's included. Nil
-	// means slog.Default().
+	// means slog.Default(). Every line carries node=<ID>, and Raft's
+	// component=raft; a Logger that adds a "node" key of its own (With)
+	// gets it twice, since slog does not show skiff what a Logger adds.
+	// Raft's reports of a peer it cannot reach, which every restart of a
+	// member causes, are warnings, not errors.
 	Logger *slog.Logger
 
 	// Listener, when set, is served instead of listening on BindAddr (the

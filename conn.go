@@ -15,7 +15,6 @@ import (
 	"google.golang.org/grpc"
 	grpcbackoff "google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/connectivity"
-	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/experimental"
 	"google.golang.org/grpc/keepalive"
@@ -66,7 +65,7 @@ func newConnPool(opts []grpc.DialOption) *connPool {
 func dialOptions(tlsCfg *tls.Config, dialer func(context.Context, string) (net.Conn, error), maxMsg int) []grpc.DialOption {
 	creds := insecure.NewCredentials()
 	if tlsCfg != nil {
-		creds = credentials.NewTLS(tlsCfg)
+		creds = clientCreds(tlsCfg) // see ReloadingTLS
 	}
 	opts := []grpc.DialOption{
 		grpc.WithTransportCredentials(creds),

@@ -213,6 +213,20 @@
 // lost; revisions keep growing from the cluster's current log index.
 // [Node.Status] reports the node's Raft and state figures.
 //
+// # Operations
+//
+// [Node.HTTPHandler] serves /metrics, /healthz and /readyz (and, when
+// asked, Go's profiles) for an operations port. [Node.MetricsHandler]
+// serves Prometheus metrics alone; [Node.Collector] (the node's own,
+// labelled with its ID) and [RaftCollector] (hashicorp/raft's, one set
+// per process) register on a registry of the program's own. A node keeps
+// no metrics, and Raft's metrics go nowhere, until one of these is first
+// called. /readyz and the gRPC health service answer from one rule: the
+// node knows a leader and has applied close to the commit index.
+// [ReloadingTLS] builds a TLS configuration that follows its certificate
+// files as they are rotated, for Config.TLS, Config.PeerTLS and
+// [WithTLS].
+//
 // # Testing
 //
 // The skifftest package runs a whole cluster inside one test, in the style

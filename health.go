@@ -3,6 +3,7 @@ package skiff
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"time"
 
@@ -33,13 +34,31 @@ func (h healthService) Check(_ context.Context, req *healthpb.HealthCheckRequest
 		return nil, status.Errorf(codes.NotFound, "unknown service %q", req.Service)
 	}
 	st := healthpb.HealthCheckResponse_NOT_SERVING
-	if n := h.n; !n.isClosed() {
-		id, _ := n.Leader()
-		if id != "" && n.raft.CommitIndex() <= n.fsm.appliedIndex()+healthLag {
-			st = healthpb.HealthCheckResponse_SERVING
-		}
+	if ready, _ := h.n.readiness(); ready {
+		st = healthpb.HealthCheckResponse_SERVING
 	}
 	return &healthpb.HealthCheckResponse{Status: st}, nil
+}
+
+// readiness is the one rule for whether a node is ready to serve, for
+// the gRPC health service, /readyz and skiff_ready: it runs, knows a
+// leader, and has applied what it knows to be committed, give or take
+// healthLag entries. why says what is missing, or "ready".
+func (n *Node) readiness() (ready bool, why string) {
+	if n.isClosed() {
+		if err := n.Err(); err != nil {
+			return false, "the node stopped: " + err.Error()
+		}
+		return false, "the node is closed"
+	}
+	if id, _ := n.Leader(); id == "" {
+		return false, "no leader known"
+	}
+	commit, applied := n.raft.CommitIndex(), n.fsm.appliedIndex()
+	if commit > applied+healthLag {
+		return false, fmt.Sprintf("applied index %d trails the commit index %d by more than %d", applied, commit, healthLag)
+	}
+	return true, "ready"
 }
 
 // errUnresponsive is the cause of an attempt ended because its node

@@ -5,6 +5,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/skiffkv/skiff/store"
 )
@@ -32,11 +33,16 @@ type history struct {
 	gen      uint64        // incremented by every reset
 	notify   chan struct{} // closed and replaced on every publish
 
-	watchers int // open subscriptions, for Status and tests
+	cursors map[*cursor]struct{} // open subscriptions, for Status and metrics
 }
 
+// cursor is how far one subscription has read the history, so that its
+// lag can be measured (skiff_watch_lag_revisions).
+type cursor struct{ rev atomic.Uint64 }
+
 func newHistory(maxEvents int, maxBytes int64) *history {
-	return &history{ring: make([]change, max(maxEvents, 1)), maxBytes: maxBytes, notify: make(chan struct{})}
+	return &history{ring: make([]change, max(maxEvents, 1)), maxBytes: maxBytes, notify: make(chan struct{}),
+		cursors: map[*cursor]struct{}{}}
 }
 
 // publish appends a batch. It runs on the apply goroutine and never
@@ -169,16 +175,48 @@ func (h *history) generation() uint64 {
 	return h.gen
 }
 
-func (h *history) addWatcher(d int) {
+// join registers a subscription's cursor, placed at the newest change:
+// a watch that has just started is not behind.
+func (h *history) join() *cursor {
+	c := &cursor{}
 	h.mu.Lock()
-	h.watchers += d
+	c.rev.Store(h.head)
+	h.cursors[c] = struct{}{}
+	h.mu.Unlock()
+	return c
+}
+
+func (h *history) leave(c *cursor) {
+	h.mu.Lock()
+	delete(h.cursors, c)
 	h.mu.Unlock()
 }
 
 func (h *history) watcherCount() int {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
-	return h.watchers
+	return len(h.cursors)
+}
+
+// historyStats is what metrics report of the history.
+type historyStats struct {
+	oldest, newest uint64 // the revisions a watch can start after: oldest-1 to newest
+	changes        int
+	bytes          int64
+	watchers       int
+	maxLag         uint64 // revisions between newest and the furthest-behind cursor
+}
+
+func (h *history) stats() historyStats {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	s := historyStats{oldest: h.floor + 1, newest: h.head, changes: h.n, bytes: h.bytes, watchers: len(h.cursors)}
+	for c := range h.cursors {
+		if rev := c.rev.Load(); rev < h.head {
+			s.maxLag = max(s.maxLag, h.head-rev)
+		}
+	}
+	return s
 }
 
 // CompactedError reports that a watch asked for changes the history no

@@ -154,7 +154,8 @@ func (n *Node) DeleteIf(ctx context.Context, key string, modRevision uint64) err
 }
 
 // Get returns key's value and revisions, or an error wrapping ErrNotFound.
-func (n *Node) Get(ctx context.Context, key string, opts ...ReadOption) (*KeyValue, error) {
+func (n *Node) Get(ctx context.Context, key string, opts ...ReadOption) (_ *KeyValue, err error) {
+	defer n.meter().read(readGet, &err)
 	o, err := collectReadOptions(opts)
 	if err != nil {
 		return nil, err
@@ -177,7 +178,8 @@ func (n *Node) Get(ctx context.Context, key string, opts ...ReadOption) (*KeyVal
 // List returns the keys below prefix ("" for all) in ascending byte order,
 // read from one consistent revision. The prefix matches whole segments:
 // "users" lists "users/alice" but neither "users" itself nor "usersx/y".
-func (n *Node) List(ctx context.Context, prefix string, opts ...ReadOption) (*ListResult, error) {
+func (n *Node) List(ctx context.Context, prefix string, opts ...ReadOption) (_ *ListResult, err error) {
+	defer n.meter().read(readList, &err)
 	view, prefix, o, err := n.subtreeView(ctx, prefix, opts)
 	if err != nil {
 		return nil, err
@@ -214,7 +216,8 @@ func listView(view *store.View, prefix string, o readOptions) *ListResult {
 
 // Children lists the immediate children of prefix ("" for the top level)
 // like a directory listing, in ascending name order.
-func (n *Node) Children(ctx context.Context, prefix string, opts ...ReadOption) ([]Child, error) {
+func (n *Node) Children(ctx context.Context, prefix string, opts ...ReadOption) (_ []Child, err error) {
+	defer n.meter().read(readChildren, &err)
 	view, prefix, o, err := n.subtreeView(ctx, prefix, opts)
 	if err != nil {
 		return nil, err
@@ -232,7 +235,8 @@ func toChildren(cs []store.Child) []Child {
 
 // Prefixes returns the top-level namespaces: the distinct first segments
 // of keys with more than one segment, ascending.
-func (n *Node) Prefixes(ctx context.Context, opts ...ReadOption) ([]string, error) {
+func (n *Node) Prefixes(ctx context.Context, opts ...ReadOption) (_ []string, err error) {
+	defer n.meter().read(readPrefixes, &err)
 	o, err := collectReadOptions(opts)
 	if err != nil {
 		return nil, err

@@ -195,13 +195,13 @@ func (r remoteLeader) forwarded(ctx context.Context) context.Context {
 	return metadata.AppendToOutgoingContext(ctx, metaForwarded, r.n.id)
 }
 
-func (r remoteLeader) apply(ctx context.Context, op command.Op) (*applyResult, error) {
+func (r remoteLeader) apply(ctx context.Context, op command.Op) (_ *applyResult, err error) {
+	defer r.n.meter().forward("write", &err)
 	actx, cancel := watchNode(ctx, r.conn, probeEvery(r.n.cfg.ElectionTimeout))
 	defer cancel()
 	actx = r.forwarded(actx)
 	kv := skiffpb.NewKVClient(r.conn)
 	var res applyResult
-	var err error
 	switch op.Kind {
 	case command.Put:
 		var resp *skiffpb.PutResponse
@@ -224,7 +224,8 @@ func (r remoteLeader) apply(ctx context.Context, op command.Op) (*applyResult, e
 	return &res, nil
 }
 
-func (r remoteLeader) readIndex(ctx context.Context) (uint64, error) {
+func (r remoteLeader) readIndex(ctx context.Context) (_ uint64, err error) {
+	defer r.n.meter().forward("read_index", &err)
 	actx, cancel := watchNode(ctx, r.conn, probeEvery(r.n.cfg.ElectionTimeout))
 	defer cancel()
 	resp, err := skiffpb.NewClusterClient(r.conn).ReadIndex(r.forwarded(actx), &skiffpb.ReadIndexRequest{})
@@ -234,18 +235,21 @@ func (r remoteLeader) readIndex(ctx context.Context) (uint64, error) {
 	return resp.Index, nil
 }
 
-func (r remoteLeader) addMember(ctx context.Context, id, addr string, voter bool) error {
-	_, err := skiffpb.NewClusterClient(r.conn).AddMember(r.forwarded(ctx), &skiffpb.AddMemberRequest{Id: id, Address: addr, Voter: voter})
+func (r remoteLeader) addMember(ctx context.Context, id, addr string, voter bool) (err error) {
+	defer r.n.meter().forward("membership", &err)
+	_, err = skiffpb.NewClusterClient(r.conn).AddMember(r.forwarded(ctx), &skiffpb.AddMemberRequest{Id: id, Address: addr, Voter: voter})
 	return fromStatus(err)
 }
 
-func (r remoteLeader) removeMember(ctx context.Context, id string) error {
-	_, err := skiffpb.NewClusterClient(r.conn).RemoveMember(r.forwarded(ctx), &skiffpb.RemoveMemberRequest{Id: id})
+func (r remoteLeader) removeMember(ctx context.Context, id string) (err error) {
+	defer r.n.meter().forward("membership", &err)
+	_, err = skiffpb.NewClusterClient(r.conn).RemoveMember(r.forwarded(ctx), &skiffpb.RemoveMemberRequest{Id: id})
 	return fromStatus(err)
 }
 
-func (r remoteLeader) transferLeadership(ctx context.Context, id string) error {
-	_, err := skiffpb.NewClusterClient(r.conn).TransferLeadership(r.forwarded(ctx), &skiffpb.TransferLeadershipRequest{Id: id})
+func (r remoteLeader) transferLeadership(ctx context.Context, id string) (err error) {
+	defer r.n.meter().forward("membership", &err)
+	_, err = skiffpb.NewClusterClient(r.conn).TransferLeadership(r.forwarded(ctx), &skiffpb.TransferLeadershipRequest{Id: id})
 	return fromStatus(err)
 }
 

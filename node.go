@@ -78,6 +78,8 @@ type Node struct {
 	// netWatches counts the watches served over the network, on every
 	// port; at most Config.MaxWatches.
 	netWatches atomic.Int64
+
+	obs observability // metrics, once asked for (metrics.go)
 }
 
 // logCacheSize is how many recent log entries are kept in memory, a few
@@ -186,7 +188,9 @@ func (n *Node) openStorage() (*hclogslog.Logger, error) {
 		return nil, err
 	}
 	n.log = n.log.With("node", n.id)
-	hlog := hclogslog.New(n.log.With("component", "raft"))
+	// The adapter is given the keys rather than a logger that has them,
+	// so that Raft's own "node" is not written a second time.
+	hlog := hclogslog.New(cfg.Logger, "node", n.id, "component", "raft")
 	if n.logs, n.kind, err = openLogStore(cfg.Dir, cfg.LogStore, hlog); err != nil {
 		return nil, err
 	}

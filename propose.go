@@ -14,7 +14,10 @@ import (
 // retries while no leader is known or the leader changes before the write
 // reached its log; a write that may have been appended is never retried
 // (ErrIndeterminate).
-func (n *Node) propose(ctx context.Context, op command.Op) (*applyResult, error) {
+func (n *Node) propose(ctx context.Context, op command.Op) (res *applyResult, err error) {
+	if m := n.meter(); m != nil {
+		defer func() { m.write(&op, err) }()
+	}
 	if n.isClosed() {
 		return nil, n.errClosed()
 	}
@@ -33,6 +36,8 @@ func (n *Node) applyLocal(ctx context.Context, op command.Op) (*applyResult, err
 	if timeout <= 0 {
 		return nil, ctxError(ctx, "proposing write")
 	}
+	m := n.meter()
+	start := m.start()
 	f := n.raft.Apply(command.Encode([]command.Op{op}), timeout)
 	done, err := await(ctx, f)
 	if !done {
@@ -41,6 +46,7 @@ func (n *Node) applyLocal(ctx context.Context, op command.Op) (*applyResult, err
 	if err != nil {
 		return nil, raftError(err, !errors.Is(err, raft.ErrEnqueueTimeout))
 	}
+	m.applied(start)
 	res, ok := f.Response().(*entryResult)
 	switch {
 	case !ok:

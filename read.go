@@ -25,6 +25,8 @@ func (n *Node) view(ctx context.Context, stale bool) (*store.View, error) {
 	}
 	ctx, cancel := withDefaultTimeout(ctx)
 	defer cancel()
+	m := n.meter()
+	start := m.start()
 	idx, err := onLeader(ctx, n, func(ctx context.Context, l leader) (uint64, error) { return l.readIndex(ctx) })
 	if err != nil {
 		return nil, err
@@ -35,6 +37,7 @@ func (n *Node) view(ctx context.Context, stale bool) (*store.View, error) {
 		}
 		return nil, err
 	}
+	m.readIndexed(start)
 	return n.fsm.store.View(), nil
 }
 

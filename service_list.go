@@ -30,8 +30,10 @@ type listing struct {
 }
 
 // startListing validates a page request and finds its view: the pinned
-// one for a continuation (revision set), a new one otherwise.
-func (s *service) startListing(ctx context.Context, after string, limit int64, revision uint64, o *skiffpb.ReadOptions) (*listing, error) {
+// one for a continuation (revision set), a new one otherwise. Each page
+// counts as a read of kind.
+func (s *service) startListing(ctx context.Context, kind string, after string, limit int64, revision uint64, o *skiffpb.ReadOptions) (_ *listing, err error) {
+	defer s.n.meter().read(kind, &err)
 	if limit < 0 || limit > 1<<31 {
 		return nil, fmt.Errorf("%w: limit %d", ErrInvalidArgument, limit)
 	}
@@ -46,7 +48,6 @@ func (s *service) startListing(ctx context.Context, after string, limit int64, r
 	// The generation is read before the view, so that a state replaced in
 	// between is pinned under the older generation and never answers.
 	l.gen = n.hist.generation()
-	var err error
 	if revision != 0 {
 		l.view, err = n.pins.get(revision, l.gen)
 	} else {
@@ -73,7 +74,7 @@ func (s *service) List(ctx context.Context, req *skiffpb.ListRequest) (*skiffpb.
 	if err != nil {
 		return nil, s.status(err)
 	}
-	l, err := s.startListing(ctx, req.After, req.Limit, req.Revision, req.Options)
+	l, err := s.startListing(ctx, readList, req.After, req.Limit, req.Revision, req.Options)
 	if err != nil {
 		return nil, s.status(err)
 	}
@@ -102,7 +103,7 @@ func (s *service) Children(ctx context.Context, req *skiffpb.ChildrenRequest) (*
 	if err != nil {
 		return nil, s.status(err)
 	}
-	l, err := s.startListing(ctx, req.After, req.Limit, req.Revision, req.Options)
+	l, err := s.startListing(ctx, readChildren, req.After, req.Limit, req.Revision, req.Options)
 	if err != nil {
 		return nil, s.status(err)
 	}
@@ -123,7 +124,7 @@ func (s *service) Children(ctx context.Context, req *skiffpb.ChildrenRequest) (*
 }
 
 func (s *service) Prefixes(ctx context.Context, req *skiffpb.PrefixesRequest) (*skiffpb.PrefixesResponse, error) {
-	l, err := s.startListing(ctx, req.After, req.Limit, req.Revision, req.Options)
+	l, err := s.startListing(ctx, readPrefixes, req.After, req.Limit, req.Revision, req.Options)
 	if err != nil {
 		return nil, s.status(err)
 	}

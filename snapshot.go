@@ -57,9 +57,14 @@ func (n *Node) Snapshot() error {
 	if n.fsm.ahead() {
 		return fmt.Errorf("snapshot: %w", errAhead)
 	}
+	m := n.meter()
+	start := m.start()
 	err := n.raft.Snapshot().Error()
 	if err != nil && !errors.Is(err, raft.ErrNothingNewToSnapshot) {
 		return fmt.Errorf("snapshot: %w", raftError(err, false))
+	}
+	if err == nil {
+		m.snapshotTaken(start)
 	}
 	return nil
 }

@@ -374,8 +374,8 @@ func dirPrefix(p string) string {
 // only this watch.
 func (s *subscription) run(ctx context.Context, send func(watchBatch) error) error {
 	h := s.n.hist
-	h.addWatcher(1)
-	defer h.addWatcher(-1)
+	cur := h.join()
+	defer h.leave(cur)
 	pos := s.start
 	if s.o.initial {
 		var err error
@@ -385,11 +385,13 @@ func (s *subscription) run(ctx context.Context, send func(watchBatch) error) err
 	}
 	p := progress{sent: pos.rev, at: time.Now()}
 	for {
+		cur.rev.Store(pos.rev)
 		changes, next, wait, err := h.read(pos, s.m, watchPage, pageBytes)
 		if err != nil {
 			var ce *CompactedError
 			if errors.As(err, &ce) && !ce.Reset {
 				ce.Lagged = true
+				s.n.meter().lagged()
 			}
 			return err
 		}
