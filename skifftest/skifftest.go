@@ -5,9 +5,12 @@
 // raft.InmemTransport and whose gRPC traffic (forwarding, joins, network
 // clients) goes over in-memory bufconn listeners. Data dirs are real
 // directories under t.TempDir, so restarts exercise the real log store and
-// snapshots. Partition and Heal cut and restore the links between groups
-// of nodes; Stop and Restart take a node down and bring it back on the
-// same data dir. Everything is torn down by t.Cleanup.
+// snapshots. Every message between nodes, and between outside clients
+// and nodes, goes through a seeded fault network: Partition, CutOneWay,
+// SetLinkFaults (delay, jitter, drops), SetNetworkFaults and CutClients
+// degrade links until Heal. Stop and Restart take a node down and bring it
+// back on the same data dir; AddNode joins a new one. Nodes log to the
+// test's log. Everything is torn down by t.Cleanup.
 //
 //	func TestSomething(t *testing.T) {
 //		c := skifftest.NewCluster(t, 3, nil)
