@@ -80,13 +80,16 @@ func (l *WatchLog) run(ctx context.Context, kv skiff.KV, prefix string) {
 	}
 }
 
-// WaitFor waits until the watch has delivered a change at revision rev or
-// later, or ctx ends.
+// WaitFor waits until the watch has delivered the state at revision rev
+// or later (a change, or the initial state of a watch that started over),
+// or ctx ends.
 func (l *WatchLog) WaitFor(ctx context.Context, rev uint64) error {
 	for {
 		l.mu.Lock()
 		var last uint64
 		if n := len(l.segments); n > 0 {
+			// A watch that started over has rev in its initial state.
+			last = l.segments[n-1].Synced
 			if evs := l.segments[n-1].Events; len(evs) > 0 {
 				last = evs[len(evs)-1].Revision
 			}
