@@ -11,8 +11,8 @@ import (
 )
 
 // WatchSegment is one watch from its start to its end: the revision its
-// initial state was read at (Synced), the changes after it, and why it
-// ended.
+// initial state was read at (Synced; 0 if it ended before the initial
+// state was complete), the changes after it, and why it ended.
 type WatchSegment struct {
 	Synced uint64
 	Events []skiff.Event
@@ -21,8 +21,10 @@ type WatchSegment struct {
 
 // WatchLog records a watch over a run. When the watch ends with
 // ErrCompacted (the node cannot resume it, a snapshot reset its history),
-// the log starts a new segment with a fresh watch; any other end is
-// recorded and the log stops. It is safe for concurrent use.
+// or ends in any way while it sends its initial state (the client does
+// not resume those, by its contract: "start it again"), the log starts a
+// new segment with a fresh watch; any other end is recorded and the log
+// stops. It is safe for concurrent use.
 type WatchLog struct {
 	mu       sync.Mutex
 	segments []*WatchSegment
@@ -74,7 +76,7 @@ func (l *WatchLog) run(ctx context.Context, kv skiff.KV, prefix string) {
 		l.mu.Lock()
 		seg.Err = err
 		l.mu.Unlock()
-		if !errors.Is(err, skiff.ErrCompacted) {
+		if synced && !errors.Is(err, skiff.ErrCompacted) {
 			return
 		}
 	}
@@ -125,7 +127,8 @@ func (l *WatchLog) Wait() { <-l.done }
 // names a value that was written to that key, and the acknowledged write
 // at that revision if there is one; and no acknowledged write between the
 // segment's start and its last change is missing. A segment may end only
-// with ErrCompacted or when the run closes it.
+// with ErrCompacted or when the run closes it, unless it ended while it
+// sent its initial state.
 func CheckWatch(segs []*WatchSegment, ops []Op) error {
 	byRev := map[uint64]Op{}
 	written := map[string]string{} // value -> key
@@ -138,7 +141,7 @@ func CheckWatch(segs []*WatchSegment, ops []Op) error {
 		}
 	}
 	for i, s := range segs {
-		if s.Err != nil && !errors.Is(s.Err, skiff.ErrCompacted) {
+		if s.Synced > 0 && s.Err != nil && !errors.Is(s.Err, skiff.ErrCompacted) {
 			return fmt.Errorf("watch segment %d ended with %v, want ErrCompacted or no error", i, s.Err)
 		}
 		last := s.Synced

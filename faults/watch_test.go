@@ -28,6 +28,8 @@ func TestCheckWatch(t *testing.T) {
 		{"another value", []*WatchSegment{{Synced: 4, Events: []skiff.Event{put("a", "z", 5)}}}, "acknowledged"},
 		{"a value never written", []*WatchSegment{{Synced: 5, Events: []skiff.Event{put("a", "z", 6)}}}, "no such write"},
 		{"ended by an error", []*WatchSegment{{Synced: 4, Err: fmt.Errorf("%w: gone", skiff.ErrUnavailable)}}, "ended with"},
+		{"ended while sending its initial state", []*WatchSegment{{Err: fmt.Errorf("%w: replaced", skiff.ErrUnavailable)},
+			{Synced: 4, Events: []skiff.Event{put("a", "x", 5)}}}, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
