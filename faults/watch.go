@@ -123,16 +123,21 @@ func (l *WatchLog) Segments() []*WatchSegment {
 func (l *WatchLog) Wait() { <-l.done }
 
 // CheckWatch checks a watch against the history of the same run: within a
-// segment, changes come in increasing revision order, once each; each
-// names a value that was written to that key, and the acknowledged write
-// at that revision if there is one; and no acknowledged write between the
-// segment's start and its last change is missing. A segment may end only
+// segment, changes come in increasing revision order, once each; a change
+// to a key the history writes names a value written to that key; a change
+// at the revision of an acknowledged write is that write; and no
+// acknowledged write between the segment's start and its last change is
+// missing. A segment may end only
 // with ErrCompacted or when the run closes it, unless it ended while it
 // sent its initial state.
 func CheckWatch(segs []*WatchSegment, ops []Op) error {
 	byRev := map[uint64]Op{}
 	written := map[string]string{} // value -> key
+	keys := map[string]bool{}      // the keys the history writes
 	for _, o := range ops {
+		if o.Kind != List && o.Kind != Get {
+			keys[o.Key] = true
+		}
 		if o.Outcome == OK && o.OutRev > 0 {
 			byRev[o.OutRev] = o
 		}
@@ -152,7 +157,7 @@ func CheckWatch(segs []*WatchSegment, ops []Op) error {
 			}
 			last = ev.Revision
 			got[ev.Revision] = true
-			if err := checkEvent(ev, byRev, written); err != nil {
+			if err := checkEvent(ev, byRev, written, keys); err != nil {
 				return fmt.Errorf("watch segment %d: %w", i, err)
 			}
 		}
@@ -166,12 +171,12 @@ func CheckWatch(segs []*WatchSegment, ops []Op) error {
 	return nil
 }
 
-func checkEvent(ev skiff.Event, byRev map[uint64]Op, written map[string]string) error {
+func checkEvent(ev skiff.Event, byRev map[uint64]Op, written map[string]string, keys map[string]bool) error {
 	w, acked := byRev[ev.Revision]
 	switch {
 	case acked && (ev.Type != skiff.EventPut || ev.Key != w.Key || string(ev.Value) != w.Value):
 		return fmt.Errorf("%s %q=%q at %d, but the write acknowledged at %d set %q=%q", ev.Type, ev.Key, ev.Value, ev.Revision, ev.Revision, w.Key, w.Value)
-	case ev.Type == skiff.EventPut && ev.Key != HealedKey && written[string(ev.Value)] != ev.Key:
+	case ev.Type == skiff.EventPut && keys[ev.Key] && written[string(ev.Value)] != ev.Key:
 		return fmt.Errorf("put %q=%q at %d: no such write was made", ev.Key, ev.Value, ev.Revision)
 	}
 	return nil
