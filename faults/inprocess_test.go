@@ -24,9 +24,16 @@ var (
 	statsFlag = flag.String("faults.stats", "", "TestInProcess: append one JSON line per run to this file")
 )
 
-// knownBugs are seeds that find a bug in skiff that is not fixed yet; the
-// default list leaves them out (see DESIGN.md, "The fault suite").
-var knownBugs = map[int64]string{}
+// knownBugs are seeds that found a bug in skiff that is not fixed yet;
+// the default list leaves them out. The bug below depends on timing, so
+// its seeds fail only now and then.
+var knownBugs = map[int64]string{
+	// RemoveServer(own ID) on the leader: Raft shuts down on its removal
+	// (ShutdownOnRemove) before the change's future is answered; the call
+	// waits for its deadline and fails with ErrTimeout, though the removal
+	// committed, and the Node stays open over a stopped Raft.
+	10137: "remove-leader", 40406: "remove-leader", 53277: "remove-leader", 53547: "remove-leader",
+}
 
 // stores alternate with the seed, so consecutive seeds cover every class
 // on both log stores.
