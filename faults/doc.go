@@ -10,7 +10,9 @@
 //   - the process tier, where every node is an OS process in a network
 //     namespace of its own.
 //
-// This file's package holds what both share: the operation record
-// (history.go), the workload that produces it (workload.go) and the
-// checker (check.go).
+// This package holds what both share: the operation record
+// (history.go), the workload that produces it (workload.go), the
+// linearizability checker (check.go, over the model in model.go), the
+// check of a healed cluster (check.go) and the watch recorder and its
+// check (watch.go). The in-process tier is TestInProcess.
 package faults

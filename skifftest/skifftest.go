@@ -5,9 +5,12 @@
 // raft.InmemTransport and whose gRPC traffic (forwarding, joins, network
 // clients) goes over in-memory bufconn listeners. Data dirs are real
 // directories under t.TempDir, so restarts exercise the real log store and
-// snapshots. Partition and Heal cut and restore the links between groups
-// of nodes; Stop and Restart take a node down and bring it back on the
-// same data dir. Everything is torn down by t.Cleanup.
+// snapshots. Every message between nodes, and between outside clients
+// and nodes, goes through a seeded fault network: Partition, CutOneWay,
+// SetLinkFaults (delay, jitter, drops), SetNetworkFaults and CutClients
+// degrade links until Heal. Stop and Restart take a node down and bring it
+// back on the same data dir; AddNode joins a new one. Nodes log to the
+// test's log. Everything is torn down by t.Cleanup.
 //
 //	func TestSomething(t *testing.T) {
 //		c := skifftest.NewCluster(t, 3, nil)
@@ -35,26 +38,37 @@ import (
 )
 
 // Options adjusts a test cluster. The zero value (or nil) gives nodes with
-// fast timeouts and the default log store.
+// fast timeouts and the default log store, logging to the test's log.
 type Options struct {
 	// LogStore selects the nodes' log store (default skiff.LogStoreBolt).
 	LogStore skiff.LogStoreKind
-	// Logger receives every node's logs. Nil discards them.
+	// Logger receives every node's logs. Nil sends them to the test's log
+	// (tb.Log, shown when the test fails or with -v), unless Quiet.
 	Logger *slog.Logger
+	// Quiet discards the logs when Logger is nil.
+	Quiet bool
+	// LogLevel is the least level sent to the test's log when Logger is
+	// nil (default slog.LevelInfo).
+	LogLevel slog.Level
 	// Configure, when set, adjusts node i's Config before each start.
 	Configure func(i int, cfg *skiff.Config)
+	// Seed seeds every random choice of the fault network (delay jitter,
+	// drops), so that a run can be repeated.
+	Seed int64
 }
 
 // Cluster is a running in-process cluster. Its methods may be called from
-// the test goroutine only, except Node, Dialer and Addr.
+// any goroutine; those that fail the test (WaitForLeader, Leader,
+// Follower, Stop, Restart, AddNode, Client) only from the test's.
 type Cluster struct {
 	tb   testing.TB
 	opts Options
+	net  *network
+	logw *tbWriter // nil unless logs go to tb
 
 	mu    sync.Mutex
 	nodes []*member
-	// cut holds unordered pairs of node indexes whose links are down.
-	cut map[[2]int]bool
+	peers []skiff.Peer // the initial members
 }
 
 type member struct {
@@ -62,32 +76,35 @@ type member struct {
 	id    string
 	addr  string
 	dir   string
+	join  []string    // addresses to join through, for a node added later
 	node  *skiff.Node // nil while stopped
 	lis   *bufconn.Listener
 	trans *raft.InmemTransport
-	conns []*linkConn // gRPC connections this node dialed
 }
 
 // NewCluster starts an n-node cluster and waits until it has a leader. It
 // fails tb if the cluster cannot start.
 func NewCluster(tb testing.TB, n int, opts *Options) *Cluster {
 	tb.Helper()
-	c := &Cluster{tb: tb, cut: map[[2]int]bool{}}
+	c := &Cluster{tb: tb}
 	if opts != nil {
 		c.opts = *opts
 	}
-	if c.opts.Logger == nil {
+	c.net = newNetwork(c.opts.Seed)
+	switch {
+	case c.opts.Logger != nil:
+	case c.opts.Quiet:
 		c.opts.Logger = slog.New(slog.DiscardHandler)
+	default:
+		c.opts.Logger, c.logw = newTBLogger(tb, c.opts.LogLevel)
 	}
-	var peers []skiff.Peer
 	for i := 0; i < n; i++ {
-		m := &member{idx: i, id: fmt.Sprintf("node-%d", i), addr: fmt.Sprintf("node-%d:7400", i), dir: tb.TempDir()}
-		c.nodes = append(c.nodes, m)
-		peers = append(peers, skiff.Peer{ID: m.id, Address: m.addr})
+		m := c.newMember()
+		c.peers = append(c.peers, skiff.Peer{ID: m.id, Address: m.addr})
 	}
 	tb.Cleanup(c.Close)
 	for i := range c.nodes {
-		if err := c.start(i, peers); err != nil {
+		if err := c.start(i); err != nil {
 			tb.Fatalf("skifftest: start node %d: %v", i, err)
 		}
 	}
@@ -95,14 +112,27 @@ func NewCluster(tb testing.TB, n int, opts *Options) *Cluster {
 	return c
 }
 
+// newMember adds a stopped member with the next index.
+func (c *Cluster) newMember() *member {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	i := len(c.nodes)
+	m := &member{idx: i, id: fmt.Sprintf("node-%d", i), addr: fmt.Sprintf("node-%d:7400", i), dir: c.tb.TempDir()}
+	c.nodes = append(c.nodes, m)
+	return m
+}
+
 // config returns the Config node i is started with.
-func (c *Cluster) config(i int, peers []skiff.Peer) skiff.Config {
+func (c *Cluster) config(i int) skiff.Config {
 	m := c.nodes[i]
 	cfg := skiff.DefaultConfig()
 	cfg.Dir = m.dir
 	cfg.ID = m.id
 	cfg.AdvertiseAddr = m.addr
-	cfg.InitialCluster = peers
+	if m.join == nil {
+		cfg.InitialCluster = c.peers
+	}
+	cfg.Join = m.join
 	cfg.LogStore = c.opts.LogStore
 	cfg.HeartbeatTimeout = 400 * time.Millisecond
 	cfg.ElectionTimeout = 400 * time.Millisecond
@@ -110,25 +140,27 @@ func (c *Cluster) config(i int, peers []skiff.Peer) skiff.Config {
 	cfg.Logger = c.opts.Logger.With("test_node", i)
 	cfg.Listener = m.lis
 	cfg.Dialer = c.dialer(i)
-	cfg.RaftTransport = m.trans
+	cfg.RaftTransport = &faultTransport{InmemTransport: m.trans, c: c, from: i, done: make(chan struct{})}
 	if c.opts.Configure != nil {
 		c.opts.Configure(i, &cfg)
 	}
 	return cfg
 }
 
-func (c *Cluster) start(i int, peers []skiff.Peer) error {
+func (c *Cluster) start(i int) error {
 	c.mu.Lock()
 	m := c.nodes[i]
 	m.lis = bufconn.Listen(1 << 20)
 	_, m.trans = raft.NewInmemTransportWithTimeout(raft.ServerAddress(m.addr), 500*time.Millisecond)
+	// Transports stay connected while both nodes run; the fault network
+	// decides what gets through.
 	for _, o := range c.nodes {
-		if o.node != nil && o != m && !c.cut[pair(i, o.idx)] {
+		if o.node != nil && o != m {
 			m.trans.Connect(raft.ServerAddress(o.addr), o.trans)
 			o.trans.Connect(raft.ServerAddress(m.addr), m.trans)
 		}
 	}
-	cfg := c.config(i, peers)
+	cfg := c.config(i)
 	c.mu.Unlock()
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -144,7 +176,11 @@ func (c *Cluster) start(i int, peers []skiff.Peer) error {
 }
 
 // Len returns the number of nodes, stopped ones included.
-func (c *Cluster) Len() int { return len(c.nodes) }
+func (c *Cluster) Len() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.nodes)
+}
 
 // Node returns node i, or nil while it is stopped.
 func (c *Cluster) Node(i int) *skiff.Node {
@@ -153,70 +189,37 @@ func (c *Cluster) Node(i int) *skiff.Node {
 	return c.nodes[i].node
 }
 
-// Addr returns node i's gRPC address, which only Dialer can reach.
-func (c *Cluster) Addr(i int) string { return c.nodes[i].addr }
-
-// Dir returns node i's data dir.
-func (c *Cluster) Dir(i int) string { return c.nodes[i].dir }
-
-// WaitForLeader waits until a running node leads and every running node
-// that can reach it knows it, and returns the leader's index. It fails the
-// test after 10 seconds.
-func (c *Cluster) WaitForLeader() int {
-	c.tb.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		if i, ok := c.settledLeader(); ok {
-			return i
-		}
-		time.Sleep(10 * time.Millisecond) // polling; nothing to wait on across nodes
-	}
-	c.tb.Fatalf("skifftest: no leader within 10s")
-	return -1
-}
-
-// settledLeader returns the leader with the highest term, if every running
-// node connected to it names it as leader.
-func (c *Cluster) settledLeader() (int, bool) {
+// ID returns node i's ID, which stays the same across restarts.
+func (c *Cluster) ID(i int) string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	best, bestTerm := -1, uint64(0)
-	for _, m := range c.nodes {
-		if m.node == nil || !m.node.IsLeader() {
-			continue
-		}
-		if t := m.node.Status().Term; best < 0 || t > bestTerm {
-			best, bestTerm = m.idx, t
-		}
-	}
-	if best < 0 {
-		return -1, false
-	}
-	for _, m := range c.nodes {
-		if m.node == nil || c.cut[pair(m.idx, best)] {
-			continue
-		}
-		if id, _ := m.node.Leader(); id != c.nodes[best].id {
-			return -1, false
-		}
-	}
-	return best, true
+	return c.nodes[i].id
 }
 
-// Leader waits for a settled leader (see WaitForLeader) and returns it.
-func (c *Cluster) Leader() *skiff.Node { return c.Node(c.WaitForLeader()) }
+// Addr returns node i's gRPC address, which only Dialer can reach.
+func (c *Cluster) Addr(i int) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.nodes[i].addr
+}
 
-// Follower returns a running node that is not the settled leader.
-func (c *Cluster) Follower() *skiff.Node {
-	c.tb.Helper()
-	l := c.WaitForLeader()
-	for i := range c.nodes {
-		if n := c.Node(i); i != l && n != nil {
-			return n
+// Dir returns node i's data dir.
+func (c *Cluster) Dir(i int) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.nodes[i].dir
+}
+
+// indexOf returns the index of the node at addr, or -1.
+func (c *Cluster) indexOf(addr string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, m := range c.nodes {
+		if m.addr == addr {
+			return m.idx
 		}
 	}
-	c.tb.Fatalf("skifftest: no running follower")
-	return nil
+	return -1
 }
 
 // Stop closes node i. Its data dir is kept for Restart.
@@ -246,69 +249,40 @@ func (c *Cluster) Restart(i int) {
 	if c.Node(i) != nil {
 		c.tb.Fatalf("skifftest: Restart(%d): node is running", i)
 	}
-	if err := c.start(i, nil); err != nil {
+	if err := c.start(i); err != nil {
 		c.tb.Fatalf("skifftest: restart node %d: %v", i, err)
 	}
 }
 
-// Partition cuts every link between the given nodes and the rest, both
-// Raft and gRPC, until Heal. Open gRPC connections across the cut fail.
-func (c *Cluster) Partition(side ...int) {
+// AddNode starts a node on a fresh data dir that joins the cluster as a
+// voter through the running nodes, and returns its index once it is a
+// member. Remove one with a member's RemoveServer and then Stop.
+func (c *Cluster) AddNode() int {
+	c.tb.Helper()
+	m := c.newMember()
 	c.mu.Lock()
-	in := map[int]bool{}
-	for _, i := range side {
-		in[i] = true
-	}
-	for a := range c.nodes {
-		for b := range c.nodes {
-			if a < b && in[a] != in[b] {
-				c.cutLocked(a, b)
-			}
+	for _, o := range c.nodes {
+		if o.node != nil {
+			m.join = append(m.join, o.addr)
 		}
 	}
 	c.mu.Unlock()
-}
-
-func (c *Cluster) cutLocked(a, b int) {
-	c.cut[pair(a, b)] = true
-	ma, mb := c.nodes[a], c.nodes[b]
-	if ma.trans != nil {
-		ma.trans.Disconnect(raft.ServerAddress(mb.addr))
+	if err := c.start(m.idx); err != nil {
+		c.tb.Fatalf("skifftest: add node %d: %v", m.idx, err)
 	}
-	if mb.trans != nil {
-		mb.trans.Disconnect(raft.ServerAddress(ma.addr))
-	}
-	for _, from := range []*member{ma, mb} {
-		for _, lc := range from.conns {
-			if lc.to == a || lc.to == b {
-				lc.Conn.Close()
-			}
-		}
-	}
-}
-
-// Heal restores every link cut by Partition.
-func (c *Cluster) Heal() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.cut = map[[2]int]bool{}
-	for _, a := range c.nodes {
-		for _, b := range c.nodes {
-			if a != b && a.node != nil && b.node != nil {
-				a.trans.Connect(raft.ServerAddress(b.addr), b.trans)
-			}
-		}
-	}
+	return m.idx
 }
 
 // Dialer returns a dialer for gRPC connections from outside the cluster
-// (a network client in a test), which reaches every running node.
+// (a network client in a test), which reaches every running node that
+// CutClients has not cut off, through the links' faults.
 func (c *Cluster) Dialer() func(context.Context, string) (net.Conn, error) {
-	return c.dialer(-1)
+	return c.dialer(Clients)
 }
 
-// dialer connects node from (or an outside caller, -1) to nodes by
-// address, refusing links that are cut.
+// dialer connects node from (or Clients) to nodes by address. A link cut
+// in either direction refuses new connections, as a lost SYN or SYN-ACK
+// would.
 func (c *Cluster) dialer(from int) func(context.Context, string) (net.Conn, error) {
 	return func(ctx context.Context, addr string) (net.Conn, error) {
 		c.mu.Lock()
@@ -322,37 +296,26 @@ func (c *Cluster) dialer(from int) func(context.Context, string) (net.Conn, erro
 			c.mu.Unlock()
 			return nil, fmt.Errorf("skifftest: no node at %s", addr)
 		}
-		if from >= 0 && c.cut[pair(from, to.idx)] {
-			c.mu.Unlock()
-			return nil, fmt.Errorf("skifftest: link %d-%d is cut", from, to.idx)
-		}
 		lis := to.lis
 		c.mu.Unlock()
+		if c.net.isCut(from, to.idx) || c.net.isCut(to.idx, from) {
+			return nil, fmt.Errorf("skifftest: link %d-%d is cut", from, to.idx)
+		}
 		conn, err := lis.DialContext(ctx)
 		if err != nil {
 			return nil, err
 		}
-		if from < 0 {
-			return conn, nil
-		}
-		lc := &linkConn{Conn: conn, to: to.idx}
-		c.mu.Lock()
-		fm := c.nodes[from]
-		fm.conns = append(fm.conns, lc)
-		c.mu.Unlock()
-		return lc, nil
+		fc := &faultConn{Conn: conn, net: c.net, from: from, to: to.idx, closed: make(chan struct{})}
+		c.net.mu.Lock()
+		c.net.conns[fc] = true
+		c.net.mu.Unlock()
+		return fc, nil
 	}
-}
-
-// linkConn is a connection between two nodes, closed by Partition.
-type linkConn struct {
-	net.Conn
-	to int
 }
 
 // Close stops every node. It is registered with t.Cleanup by NewCluster.
 func (c *Cluster) Close() {
-	for i := range c.nodes {
+	for i := 0; i < c.Len(); i++ {
 		c.mu.Lock()
 		node := c.nodes[i].node
 		c.nodes[i].node = nil
@@ -361,28 +324,25 @@ func (c *Cluster) Close() {
 			node.Close()
 		}
 	}
-}
-
-func pair(a, b int) [2]int {
-	if a > b {
-		a, b = b, a
+	if c.logw != nil {
+		c.logw.stop()
 	}
-	return [2]int{a, b}
 }
 
 // Client dials a network client to the given nodes (every node when none
 // are given) through the cluster's in-memory network, and closes it at
-// the end of the test.
+// the end of the test. Its connections meet the faults of the links from
+// Clients.
 func (c *Cluster) Client(nodes []int, opts ...skiff.ClientOption) *skiff.Client {
 	c.tb.Helper()
 	if len(nodes) == 0 {
-		for i := range c.nodes {
+		for i := 0; i < c.Len(); i++ {
 			nodes = append(nodes, i)
 		}
 	}
 	var addrs []string
 	for _, i := range nodes {
-		addrs = append(addrs, c.nodes[i].addr)
+		addrs = append(addrs, c.Addr(i))
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
