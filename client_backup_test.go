@@ -194,45 +194,69 @@ func reasonOf(err error) (string, map[string]string) {
 	return "", nil
 }
 
-// On the wire: a follower refuses a restore before it reads a chunk,
-// naming the leader; the leader refuses a chunk over the limit; a backup
-// comes in chunks of at most 1 MiB, a large value included.
-func TestBackupRestoreWire(t *testing.T) {
-	c := skifftest.NewCluster(t, 3, &skifftest.Options{Configure: func(i int, cfg *skiff.Config) {
-		cfg.MaxValueSize = 4 << 20
-	}})
-	ctx := testCtx(t)
-	l := c.WaitForLeader()
-	f := (l + 1) % 3
-	big := bytes.Repeat([]byte("v"), 3<<20)
-	if _, err := c.Node(l).Put(ctx, "big", big); err != nil {
-		t.Fatal(err)
-	}
-
-	st, err := rawCluster(t, c, f).Restore(ctx)
+// followerRefusesRestore checks that node f refuses a restore without
+// sending headers, naming leader.
+func followerRefusesRestore(t *testing.T, c *skifftest.Cluster, f int, leader string) error {
+	st, err := rawCluster(t, c, f).Restore(testCtx(t))
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
 	if md, err := st.Header(); err == nil && md != nil {
 		t.Fatalf("a follower sent restore headers: %v", md)
 	}
 	_, err = st.CloseAndRecv()
-	if reason, meta := reasonOf(err); reason != "NOT_LEADER" || meta["leader"] != c.Addr(l) {
-		t.Fatalf("Restore on a follower: err = %v (reason %q, %v), want NOT_LEADER naming %s", err, reason, meta, c.Addr(l))
+	if reason, meta := reasonOf(err); reason != "NOT_LEADER" || meta["leader"] != leader {
+		return fmt.Errorf("Restore on a follower: err = %v (reason %q, %v), want NOT_LEADER naming %s", err, reason, meta, leader)
 	}
+	return nil
+}
 
-	st, err = rawCluster(t, c, l).Restore(ctx)
+// leaderRefusesLargeChunk checks that leader l refuses a 5 MiB chunk.
+func leaderRefusesLargeChunk(t *testing.T, c *skifftest.Cluster, l int) error {
+	st, err := rawCluster(t, c, l).Restore(testCtx(t))
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
 	if err := st.Send(&skiffpb.RestoreChunk{Data: make([]byte, 5<<20)}); err != nil && err != io.EOF {
-		t.Fatal(err)
+		return err
 	}
 	if _, err = st.CloseAndRecv(); status.Code(err) != codes.InvalidArgument {
-		t.Fatalf("Restore with a 5 MiB chunk: err = %v, want InvalidArgument", err)
+		return fmt.Errorf("Restore with a 5 MiB chunk: err = %v, want InvalidArgument", err)
 	}
-	if kv, err := c.Node(l).Get(ctx, "big"); err != nil || len(kv.Value) != len(big) {
-		t.Fatalf("Get(big) after a refused restore = %v, %v", kv, err)
+	return nil
+}
+
+// On the wire: a follower refuses a restore before it reads a chunk,
+// naming the leader; the leader refuses a chunk over the limit; a backup
+// comes in chunks of at most 1 MiB, a large value included.
+func TestBackupRestoreWire(t *testing.T) {
+	c := skifftest.NewCluster(t, 3, &skifftest.Options{Configure: func(i int, cfg *skiff.Config) {
+		cfg.MaxValueSize = 2 << 20
+		// skifftest's short timeouts let a leader lose its lease while a
+		// large write replicates under the race detector.
+		cfg.HeartbeatTimeout, cfg.ElectionTimeout, cfg.LeaderLeaseTimeout = time.Second, time.Second, 500*time.Millisecond
+	}})
+	ctx := testCtx(t)
+	big := bytes.Repeat([]byte("v"), 3<<19) // more than a chunk
+	// A large write may outlast a leadership on a slow machine; a Put can
+	// be repeated.
+	eventually(t, 20*time.Second, func() error {
+		_, err := c.Leader().Put(ctx, "big", big)
+		return err
+	})
+	// Leadership may move under the race detector too: each check is
+	// made against the leader of the moment, until one holds still.
+	var f int
+	eventually(t, 20*time.Second, func() error {
+		l := c.WaitForLeader()
+		f = (l + 1) % 3
+		if err := followerRefusesRestore(t, c, f, c.Addr(l)); err != nil {
+			return err
+		}
+		return leaderRefusesLargeChunk(t, c, l)
+	})
+	if kv, err := c.Leader().Get(ctx, "big"); err != nil || len(kv.Value) != len(big) {
+		t.Fatalf("Get(big) after refused restores = %v, %v", kv, err)
 	}
 
 	bs, err := rawCluster(t, c, f).Backup(ctx, &skiffpb.BackupRequest{})
