@@ -23,10 +23,10 @@ import (
 //     certificate whose identity is in Config.PeerNames, or both when
 //     both are configured.
 //   - clients, with a role: RoleReadOnly reads and watches, RoleReadWrite
-//     also writes, RoleAdmin also changes membership and leadership. The
-//     role comes from a bearer token (Config.ClientTokens, sent with
-//     WithToken) or a certificate identity (Config.ClientNames); a caller
-//     with neither has Config.AnonymousRole.
+//     also writes, RoleAdmin also changes membership and leadership and
+//     takes and restores backups. The role comes from a bearer token
+//     (Config.ClientTokens, sent with WithToken) or a certificate identity
+//     (Config.ClientNames); a caller with neither has Config.AnonymousRole.
 //
 // A node that authenticates no peers (neither is configured) is open:
 // every caller is a peer. It may only listen on a loopback address, or on
@@ -40,7 +40,8 @@ const (
 	RoleReadOnly Role = "readonly"
 	// RoleReadWrite also writes.
 	RoleReadWrite Role = "readwrite"
-	// RoleAdmin also adds and removes members and moves leadership.
+	// RoleAdmin also adds and removes members, moves leadership, and takes
+	// and restores backups over the network.
 	RoleAdmin Role = "admin"
 )
 
@@ -92,6 +93,8 @@ var methodAccess = map[string]access{
 	"/skiff.v1.Cluster/AddMember":          accessAdmin,
 	"/skiff.v1.Cluster/RemoveMember":       accessAdmin,
 	"/skiff.v1.Cluster/TransferLeadership": accessAdmin,
+	"/skiff.v1.Cluster/Backup":             accessAdmin, // the whole state at once
+	"/skiff.v1.Cluster/Restore":            accessAdmin,
 	"/skiff.v1.Cluster/ReadIndex":          accessPeer,
 	"/grpc.health.v1.Health/Check":         accessNone, // anyone: it says nothing about the data
 	"/grpc.health.v1.Health/List":          accessNone,

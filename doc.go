@@ -211,7 +211,9 @@
 // called on the leader, replaces the state of the whole cluster with such a
 // backup after checking it completely. Writes made after the backup are
 // lost; revisions keep growing from the cluster's current log index.
-// [Node.Status] reports the node's Raft and state figures.
+// [Client.Backup] and [Client.Restore] do the same over the network,
+// streamed in bounded chunks. [Node.Status] reports the node's Raft and
+// state figures.
 //
 // # Operations
 //

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+	"github.com/skiffkv/skiff/store"
 )
 
 // Status is a node's view of itself and the cluster.
@@ -142,33 +143,39 @@ func (n *Node) Backup(ctx context.Context, w io.Writer) error {
 // is refused with ErrCorrupt. Writes committed after the backup was taken
 // are lost; revisions keep growing from the current log index.
 func (n *Node) Restore(ctx context.Context, r io.Reader) error {
+	_, err := n.restore(ctx, r)
+	return err
+}
+
+// restore is Restore, returning the state it installed.
+func (n *Node) restore(ctx context.Context, r io.Reader) (*store.View, error) {
 	if n.isClosed() {
-		return ErrClosed
+		return nil, ErrClosed
 	}
 	view, err := decodeView(r)
 	if err != nil {
-		return fmt.Errorf("restore: %w", err)
+		return nil, fmt.Errorf("restore: %w", err)
 	}
 	if n.raft.State() != raft.Leader {
-		return fmt.Errorf("%w: restore must run on the leader", ErrNotLeader)
+		return nil, fmt.Errorf("%w: restore must run on the leader", ErrNotLeader)
 	}
 	var buf bytes.Buffer
 	if _, err := view.WriteTo(&buf); err != nil {
-		return fmt.Errorf("restore: %w", err)
+		return nil, fmt.Errorf("restore: %w", err)
 	}
 	ctx, cancel := withDefaultTimeout(ctx)
 	defer cancel()
 	meta := &raft.SnapshotMeta{Version: raft.SnapshotVersionMax, Index: view.Revision(), Size: int64(buf.Len())}
 	if err := n.raft.Restore(meta, &buf, time.Until(deadline(ctx))); err != nil {
-		return fmt.Errorf("restore: %w", raftError(err, true))
+		return nil, fmt.Errorf("restore: %w", raftError(err, true))
 	}
 	// Commit a command after the restore, so that every node's applied
 	// index moves past the indexes reads may wait for. It is a delete
 	// whose condition cannot hold, so it changes nothing.
 	marker := ifRevision(deleteOp("skiff/restore"), math.MaxUint64)
 	if _, err := n.applyLocal(ctx, marker); err != nil && !errors.Is(err, ErrRevisionMismatch) {
-		return fmt.Errorf("restore: %w", err)
+		return nil, fmt.Errorf("restore: %w", err)
 	}
 	n.log.Info("state restored from backup", "keys", view.Len(), "backup_revision", view.Revision())
-	return nil
+	return view, nil
 }

@@ -2389,6 +2389,189 @@ func (x *StatusResponse) GetElectionTimeoutMs() int64 {
 	return 0
 }
 
+type BackupRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BackupRequest) Reset() {
+	*x = BackupRequest{}
+	mi := &file_skiff_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BackupRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BackupRequest) ProtoMessage() {}
+
+func (x *BackupRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_skiff_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BackupRequest.ProtoReflect.Descriptor instead.
+func (*BackupRequest) Descriptor() ([]byte, []int) {
+	return file_skiff_proto_rawDescGZIP(), []int{37}
+}
+
+// BackupChunk is the next piece of a backup: the bytes of skiff's snapshot
+// format, in order, at most 1 MiB per chunk. The chunks joined are the
+// whole backup; the stream ends with an OK status once the last was sent.
+type BackupChunk struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Data          []byte                 `protobuf:"bytes,1,opt,name=data,proto3" json:"data,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BackupChunk) Reset() {
+	*x = BackupChunk{}
+	mi := &file_skiff_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BackupChunk) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BackupChunk) ProtoMessage() {}
+
+func (x *BackupChunk) ProtoReflect() protoreflect.Message {
+	mi := &file_skiff_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BackupChunk.ProtoReflect.Descriptor instead.
+func (*BackupChunk) Descriptor() ([]byte, []int) {
+	return file_skiff_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *BackupChunk) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+// RestoreChunk is the next piece of a backup sent for restoring, at most
+// 4 MiB (a node refuses a larger chunk with INVALID_ARGUMENT).
+type RestoreChunk struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Data          []byte                 `protobuf:"bytes,1,opt,name=data,proto3" json:"data,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RestoreChunk) Reset() {
+	*x = RestoreChunk{}
+	mi := &file_skiff_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RestoreChunk) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RestoreChunk) ProtoMessage() {}
+
+func (x *RestoreChunk) ProtoReflect() protoreflect.Message {
+	mi := &file_skiff_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RestoreChunk.ProtoReflect.Descriptor instead.
+func (*RestoreChunk) Descriptor() ([]byte, []int) {
+	return file_skiff_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *RestoreChunk) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+type RestoreResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The revision the backup was taken at, which the restored keys carry.
+	BackupRevision uint64 `protobuf:"varint,1,opt,name=backup_revision,json=backupRevision,proto3" json:"backup_revision,omitempty"`
+	// The number of keys restored.
+	Keys          int64 `protobuf:"varint,2,opt,name=keys,proto3" json:"keys,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RestoreResponse) Reset() {
+	*x = RestoreResponse{}
+	mi := &file_skiff_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RestoreResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RestoreResponse) ProtoMessage() {}
+
+func (x *RestoreResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_skiff_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RestoreResponse.ProtoReflect.Descriptor instead.
+func (*RestoreResponse) Descriptor() ([]byte, []int) {
+	return file_skiff_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *RestoreResponse) GetBackupRevision() uint64 {
+	if x != nil {
+		return x.BackupRevision
+	}
+	return 0
+}
+
+func (x *RestoreResponse) GetKeys() int64 {
+	if x != nil {
+		return x.Keys
+	}
+	return 0
+}
+
 var File_skiff_proto protoreflect.FileDescriptor
 
 const file_skiff_proto_rawDesc = "" +
@@ -2543,7 +2726,15 @@ const file_skiff_proto_rawDesc = "" +
 	" \x01(\x03R\x04keys\x12\x14\n" +
 	"\x05bytes\x18\v \x01(\x03R\x05bytes\x12%\n" +
 	"\x0eclient_address\x18\f \x01(\tR\rclientAddress\x12.\n" +
-	"\x13election_timeout_ms\x18\r \x01(\x03R\x11electionTimeoutMs2\xdc\x03\n" +
+	"\x13election_timeout_ms\x18\r \x01(\x03R\x11electionTimeoutMs\"\x0f\n" +
+	"\rBackupRequest\"!\n" +
+	"\vBackupChunk\x12\x12\n" +
+	"\x04data\x18\x01 \x01(\fR\x04data\"\"\n" +
+	"\fRestoreChunk\x12\x12\n" +
+	"\x04data\x18\x01 \x01(\fR\x04data\"N\n" +
+	"\x0fRestoreResponse\x12'\n" +
+	"\x0fbackup_revision\x18\x01 \x01(\x04R\x0ebackupRevision\x12\x12\n" +
+	"\x04keys\x18\x02 \x01(\x03R\x04keys2\xdc\x03\n" +
 	"\x02KV\x122\n" +
 	"\x03Put\x12\x14.skiff.v1.PutRequest\x1a\x15.skiff.v1.PutResponse\x12;\n" +
 	"\x06Delete\x12\x17.skiff.v1.DeleteRequest\x1a\x18.skiff.v1.DeleteResponse\x122\n" +
@@ -2552,14 +2743,16 @@ const file_skiff_proto_rawDesc = "" +
 	"\bChildren\x12\x19.skiff.v1.ChildrenRequest\x1a\x1a.skiff.v1.ChildrenResponse\x12A\n" +
 	"\bPrefixes\x12\x19.skiff.v1.PrefixesRequest\x1a\x1a.skiff.v1.PrefixesResponse\x12:\n" +
 	"\x05Watch\x12\x16.skiff.v1.WatchRequest\x1a\x17.skiff.v1.WatchResponse0\x01\x128\n" +
-	"\x05Batch\x12\x16.skiff.v1.BatchRequest\x1a\x17.skiff.v1.BatchResponse2\xc2\x03\n" +
+	"\x05Batch\x12\x16.skiff.v1.BatchRequest\x1a\x17.skiff.v1.BatchResponse2\xbe\x04\n" +
 	"\aCluster\x12>\n" +
 	"\aMembers\x12\x18.skiff.v1.MembersRequest\x1a\x19.skiff.v1.MembersResponse\x12D\n" +
 	"\tAddMember\x12\x1a.skiff.v1.AddMemberRequest\x1a\x1b.skiff.v1.AddMemberResponse\x12M\n" +
 	"\fRemoveMember\x12\x1d.skiff.v1.RemoveMemberRequest\x1a\x1e.skiff.v1.RemoveMemberResponse\x12_\n" +
 	"\x12TransferLeadership\x12#.skiff.v1.TransferLeadershipRequest\x1a$.skiff.v1.TransferLeadershipResponse\x12D\n" +
 	"\tReadIndex\x12\x1a.skiff.v1.ReadIndexRequest\x1a\x1b.skiff.v1.ReadIndexResponse\x12;\n" +
-	"\x06Status\x12\x17.skiff.v1.StatusRequest\x1a\x18.skiff.v1.StatusResponseB(Z&github.com/skiffkv/skiff/proto;skiffpbb\x06proto3"
+	"\x06Status\x12\x17.skiff.v1.StatusRequest\x1a\x18.skiff.v1.StatusResponse\x12:\n" +
+	"\x06Backup\x12\x17.skiff.v1.BackupRequest\x1a\x15.skiff.v1.BackupChunk0\x01\x12>\n" +
+	"\aRestore\x12\x16.skiff.v1.RestoreChunk\x1a\x19.skiff.v1.RestoreResponse(\x01B(Z&github.com/skiffkv/skiff/proto;skiffpbb\x06proto3"
 
 var (
 	file_skiff_proto_rawDescOnce sync.Once
@@ -2574,7 +2767,7 @@ func file_skiff_proto_rawDescGZIP() []byte {
 }
 
 var file_skiff_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_skiff_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
+var file_skiff_proto_msgTypes = make([]protoimpl.MessageInfo, 41)
 var file_skiff_proto_goTypes = []any{
 	(Condition_Kind)(0),                // 0: skiff.v1.Condition.Kind
 	(Event_Type)(0),                    // 1: skiff.v1.Event.Type
@@ -2615,6 +2808,10 @@ var file_skiff_proto_goTypes = []any{
 	(*ReadIndexResponse)(nil),          // 36: skiff.v1.ReadIndexResponse
 	(*StatusRequest)(nil),              // 37: skiff.v1.StatusRequest
 	(*StatusResponse)(nil),             // 38: skiff.v1.StatusResponse
+	(*BackupRequest)(nil),              // 39: skiff.v1.BackupRequest
+	(*BackupChunk)(nil),                // 40: skiff.v1.BackupChunk
+	(*RestoreChunk)(nil),               // 41: skiff.v1.RestoreChunk
+	(*RestoreResponse)(nil),            // 42: skiff.v1.RestoreResponse
 }
 var file_skiff_proto_depIdxs = []int32{
 	0,  // 0: skiff.v1.Condition.kind:type_name -> skiff.v1.Condition.Kind
@@ -2658,22 +2855,26 @@ var file_skiff_proto_depIdxs = []int32{
 	33, // 38: skiff.v1.Cluster.TransferLeadership:input_type -> skiff.v1.TransferLeadershipRequest
 	35, // 39: skiff.v1.Cluster.ReadIndex:input_type -> skiff.v1.ReadIndexRequest
 	37, // 40: skiff.v1.Cluster.Status:input_type -> skiff.v1.StatusRequest
-	5,  // 41: skiff.v1.KV.Put:output_type -> skiff.v1.PutResponse
-	7,  // 42: skiff.v1.KV.Delete:output_type -> skiff.v1.DeleteResponse
-	10, // 43: skiff.v1.KV.Get:output_type -> skiff.v1.GetResponse
-	12, // 44: skiff.v1.KV.List:output_type -> skiff.v1.ListResponse
-	15, // 45: skiff.v1.KV.Children:output_type -> skiff.v1.ChildrenResponse
-	17, // 46: skiff.v1.KV.Prefixes:output_type -> skiff.v1.PrefixesResponse
-	20, // 47: skiff.v1.KV.Watch:output_type -> skiff.v1.WatchResponse
-	25, // 48: skiff.v1.KV.Batch:output_type -> skiff.v1.BatchResponse
-	28, // 49: skiff.v1.Cluster.Members:output_type -> skiff.v1.MembersResponse
-	30, // 50: skiff.v1.Cluster.AddMember:output_type -> skiff.v1.AddMemberResponse
-	32, // 51: skiff.v1.Cluster.RemoveMember:output_type -> skiff.v1.RemoveMemberResponse
-	34, // 52: skiff.v1.Cluster.TransferLeadership:output_type -> skiff.v1.TransferLeadershipResponse
-	36, // 53: skiff.v1.Cluster.ReadIndex:output_type -> skiff.v1.ReadIndexResponse
-	38, // 54: skiff.v1.Cluster.Status:output_type -> skiff.v1.StatusResponse
-	41, // [41:55] is the sub-list for method output_type
-	27, // [27:41] is the sub-list for method input_type
+	39, // 41: skiff.v1.Cluster.Backup:input_type -> skiff.v1.BackupRequest
+	41, // 42: skiff.v1.Cluster.Restore:input_type -> skiff.v1.RestoreChunk
+	5,  // 43: skiff.v1.KV.Put:output_type -> skiff.v1.PutResponse
+	7,  // 44: skiff.v1.KV.Delete:output_type -> skiff.v1.DeleteResponse
+	10, // 45: skiff.v1.KV.Get:output_type -> skiff.v1.GetResponse
+	12, // 46: skiff.v1.KV.List:output_type -> skiff.v1.ListResponse
+	15, // 47: skiff.v1.KV.Children:output_type -> skiff.v1.ChildrenResponse
+	17, // 48: skiff.v1.KV.Prefixes:output_type -> skiff.v1.PrefixesResponse
+	20, // 49: skiff.v1.KV.Watch:output_type -> skiff.v1.WatchResponse
+	25, // 50: skiff.v1.KV.Batch:output_type -> skiff.v1.BatchResponse
+	28, // 51: skiff.v1.Cluster.Members:output_type -> skiff.v1.MembersResponse
+	30, // 52: skiff.v1.Cluster.AddMember:output_type -> skiff.v1.AddMemberResponse
+	32, // 53: skiff.v1.Cluster.RemoveMember:output_type -> skiff.v1.RemoveMemberResponse
+	34, // 54: skiff.v1.Cluster.TransferLeadership:output_type -> skiff.v1.TransferLeadershipResponse
+	36, // 55: skiff.v1.Cluster.ReadIndex:output_type -> skiff.v1.ReadIndexResponse
+	38, // 56: skiff.v1.Cluster.Status:output_type -> skiff.v1.StatusResponse
+	40, // 57: skiff.v1.Cluster.Backup:output_type -> skiff.v1.BackupChunk
+	42, // 58: skiff.v1.Cluster.Restore:output_type -> skiff.v1.RestoreResponse
+	43, // [43:59] is the sub-list for method output_type
+	27, // [27:43] is the sub-list for method input_type
 	27, // [27:27] is the sub-list for extension type_name
 	27, // [27:27] is the sub-list for extension extendee
 	0,  // [0:27] is the sub-list for field type_name
@@ -2701,7 +2902,7 @@ func file_skiff_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_skiff_proto_rawDesc), len(file_skiff_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   37,
+			NumMessages:   41,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -415,6 +415,8 @@ const (
 	Cluster_TransferLeadership_FullMethodName = "/skiff.v1.Cluster/TransferLeadership"
 	Cluster_ReadIndex_FullMethodName          = "/skiff.v1.Cluster/ReadIndex"
 	Cluster_Status_FullMethodName             = "/skiff.v1.Cluster/Status"
+	Cluster_Backup_FullMethodName             = "/skiff.v1.Cluster/Backup"
+	Cluster_Restore_FullMethodName            = "/skiff.v1.Cluster/Restore"
 )
 
 // ClusterClient is the client API for Cluster service.
@@ -430,6 +432,17 @@ type ClusterClient interface {
 	TransferLeadership(ctx context.Context, in *TransferLeadershipRequest, opts ...grpc.CallOption) (*TransferLeadershipResponse, error)
 	ReadIndex(ctx context.Context, in *ReadIndexRequest, opts ...grpc.CallOption) (*ReadIndexResponse, error)
 	Status(ctx context.Context, in *StatusRequest, opts ...grpc.CallOption) (*StatusResponse, error)
+	// Backup streams a consistent copy of the state from the answering node
+	// (any member), including every write acknowledged before the call.
+	Backup(ctx context.Context, in *BackupRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[BackupChunk], error)
+	// Restore replaces the state of the whole cluster with a backup. Only the
+	// leader accepts it: another node fails the call with NOT_LEADER (and the
+	// leader's address, when it knows it) before it reads any chunk, and the
+	// leader sends the response headers once it has accepted the stream, so
+	// a client learns where to go before it sends anything. The leader reads
+	// and checks the whole backup before it changes anything; a damaged one
+	// is refused with CORRUPT.
+	Restore(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[RestoreChunk, RestoreResponse], error)
 }
 
 type clusterClient struct {
@@ -500,6 +513,38 @@ func (c *clusterClient) Status(ctx context.Context, in *StatusRequest, opts ...g
 	return out, nil
 }
 
+func (c *clusterClient) Backup(ctx context.Context, in *BackupRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[BackupChunk], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Cluster_ServiceDesc.Streams[0], Cluster_Backup_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[BackupRequest, BackupChunk]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Cluster_BackupClient = grpc.ServerStreamingClient[BackupChunk]
+
+func (c *clusterClient) Restore(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[RestoreChunk, RestoreResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Cluster_ServiceDesc.Streams[1], Cluster_Restore_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[RestoreChunk, RestoreResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Cluster_RestoreClient = grpc.ClientStreamingClient[RestoreChunk, RestoreResponse]
+
 // ClusterServer is the server API for Cluster service.
 // All implementations must embed UnimplementedClusterServer
 // for forward compatibility.
@@ -513,6 +558,17 @@ type ClusterServer interface {
 	TransferLeadership(context.Context, *TransferLeadershipRequest) (*TransferLeadershipResponse, error)
 	ReadIndex(context.Context, *ReadIndexRequest) (*ReadIndexResponse, error)
 	Status(context.Context, *StatusRequest) (*StatusResponse, error)
+	// Backup streams a consistent copy of the state from the answering node
+	// (any member), including every write acknowledged before the call.
+	Backup(*BackupRequest, grpc.ServerStreamingServer[BackupChunk]) error
+	// Restore replaces the state of the whole cluster with a backup. Only the
+	// leader accepts it: another node fails the call with NOT_LEADER (and the
+	// leader's address, when it knows it) before it reads any chunk, and the
+	// leader sends the response headers once it has accepted the stream, so
+	// a client learns where to go before it sends anything. The leader reads
+	// and checks the whole backup before it changes anything; a damaged one
+	// is refused with CORRUPT.
+	Restore(grpc.ClientStreamingServer[RestoreChunk, RestoreResponse]) error
 	mustEmbedUnimplementedClusterServer()
 }
 
@@ -540,6 +596,12 @@ func (UnimplementedClusterServer) ReadIndex(context.Context, *ReadIndexRequest) 
 }
 func (UnimplementedClusterServer) Status(context.Context, *StatusRequest) (*StatusResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Status not implemented")
+}
+func (UnimplementedClusterServer) Backup(*BackupRequest, grpc.ServerStreamingServer[BackupChunk]) error {
+	return status.Error(codes.Unimplemented, "method Backup not implemented")
+}
+func (UnimplementedClusterServer) Restore(grpc.ClientStreamingServer[RestoreChunk, RestoreResponse]) error {
+	return status.Error(codes.Unimplemented, "method Restore not implemented")
 }
 func (UnimplementedClusterServer) mustEmbedUnimplementedClusterServer() {}
 func (UnimplementedClusterServer) testEmbeddedByValue()                 {}
@@ -670,6 +732,24 @@ func _Cluster_Status_Handler(srv interface{}, ctx context.Context, dec func(inte
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Cluster_Backup_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(BackupRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(ClusterServer).Backup(m, &grpc.GenericServerStream[BackupRequest, BackupChunk]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Cluster_BackupServer = grpc.ServerStreamingServer[BackupChunk]
+
+func _Cluster_Restore_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(ClusterServer).Restore(&grpc.GenericServerStream[RestoreChunk, RestoreResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Cluster_RestoreServer = grpc.ClientStreamingServer[RestoreChunk, RestoreResponse]
+
 // Cluster_ServiceDesc is the grpc.ServiceDesc for Cluster service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -702,6 +782,17 @@ var Cluster_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _Cluster_Status_Handler,
 		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "Backup",
+			Handler:       _Cluster_Backup_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "Restore",
+			Handler:       _Cluster_Restore_Handler,
+			ClientStreams: true,
+		},
+	},
 	Metadata: "skiff.proto",
 }
