@@ -105,7 +105,11 @@ func onLeader[T any](ctx context.Context, n *Node, call func(context.Context, le
 	}
 	b := newBackoff(10*time.Millisecond, 250*time.Millisecond)
 	for {
-		l, err := n.findLeader(ctx)
+		find := n.findLeader
+		if n.leaderAt != nil {
+			find = n.leaderAt
+		}
+		l, err := find(ctx)
 		if err == nil {
 			var v T
 			if v, err = call(ctx, l); err == nil {

@@ -60,6 +60,9 @@ type Node struct {
 	peerWaits   peerWaits   // Raft calls waiting for a peer; see awaitPeer
 	peers       *connPool   // to other nodes, for forwarding and joins
 	reads       *readIndexer
+	// leaderAt, when set, replaces findLeader: tests put a fake leader
+	// behind onLeader with it.
+	leaderAt func(context.Context) (leader, error)
 
 	ctx       context.Context // ended when Close begins
 	cancel    context.CancelFunc
