@@ -33,6 +33,7 @@ type serveFlags struct {
 
 	logFormat, logLevel string
 	metricsAddr         string
+	pprof               bool
 	shutdownTimeout     time.Duration
 }
 
@@ -70,7 +71,8 @@ func defineServeFlags(fs *flag.FlagSet) *serveFlags {
 	fs.StringVar(&c.ClientAdvertiseAddr, "client-advertise-addr", "", "`host:port` clients reach the client port at (default: the bound address)")
 	fs.StringVar(&s.logFormat, "log-format", "text", "log `format` on stderr: text or json")
 	fs.StringVar(&s.logLevel, "log-level", "info", "least `level` logged: debug, info, warn or error")
-	fs.StringVar(&s.metricsAddr, "metrics-addr", "", "`host:port` of an HTTP server for /metrics, /healthz and /readyz (see opsHandler)")
+	fs.StringVar(&s.metricsAddr, "metrics-addr", "", "`host:port` of an HTTP server for /metrics (Prometheus), /healthz and /readyz; no credentials asked, so keep it where operators alone reach")
+	fs.BoolVar(&s.pprof, "pprof", false, "also serve Go's profiles under /debug/pprof/ on --metrics-addr")
 	fs.DurationVar(&s.shutdownTimeout, "shutdown-timeout", 10*time.Second, "on SIGTERM or SIGINT, how long handing leadership over and closing may take")
 	return s
 }

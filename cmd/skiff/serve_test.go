@@ -14,10 +14,8 @@ import (
 	"io"
 	"math/big"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -142,52 +140,6 @@ func freeAddr(t testing.TB) string {
 	}
 	defer l.Close()
 	return l.Addr().String()
-}
-
-// serve in-process: a one-node cluster that answers the client verbs,
-// serves the operations hook on --metrics-addr, and stops cleanly.
-func TestServeInProcess(t *testing.T) {
-	addr, ops := freeAddr(t), freeAddr(t)
-	old := opsHandler
-	opsHandler = func(n *skiff.Node) http.Handler {
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprintf(w, "node %s", n.ID()) })
-	}
-	t.Cleanup(func() { opsHandler = old })
-	var logs syncBuffer
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan int)
-	go func() {
-		done <- Run(ctx, []string{"serve", "--dir", t.TempDir(), "--id", "solo", "--bind-addr", addr,
-			"--metrics-addr", ops, "--log-format", "json", "--log-level", "debug"}, io.Discard, &logs)
-	}()
-	t.Setenv("SKIFF_ENDPOINTS", addr)
-	eventually(t, 20*time.Second, func() error {
-		if r := runCLI(t, "put", "k", "v", "--timeout", "2s"); r.code != exitOK {
-			return fmt.Errorf("%v", r)
-		}
-		return nil
-	})
-	if r := mustRun(t, exitOK, "get", "k"); r.stdout != "v\n" {
-		t.Fatalf("get printed %q", r.stdout)
-	}
-	resp, err := http.Get("http://" + ops + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if string(body) != "node solo" {
-		t.Fatalf("--metrics-addr served %q, want the hook's answer", body)
-	}
-	cancel()
-	if code := <-done; code != exitOK {
-		t.Fatalf("serve exited %d:\n%s", code, logs.String())
-	}
-	for _, want := range []string{`"msg":"serving"`, `"msg":"stopped"`, "no other voter"} {
-		if !strings.Contains(logs.String(), want) {
-			t.Errorf("serve's JSON logs lack %q:\n%s", want, logs.String())
-		}
-	}
 }
 
 // testPKI writes a CA and two certificates signed by it: a node's (DNS
