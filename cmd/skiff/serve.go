@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"time"
 
@@ -15,15 +16,11 @@ import (
 // leadership over if it leads and closes the node, so that the cluster
 // elects no new leader by timeout and loses no time.
 func runServe(ctx context.Context, e *env, fs *flag.FlagSet, args []string) error {
-	sf, cfg, err := serveConfig(fs, args)
+	sf, cfg, err := serveConfig(fs, args, e.stderr)
 	if err != nil {
 		return err
 	}
-	logger, err := newLogger(e.stderr, sf.logFormat, sf.logLevel)
-	if err != nil {
-		return err
-	}
-	cfg.Logger = logger
+	logger := cfg.Logger
 	var ops *opsServer
 	if sf.metricsAddr != "" {
 		if ops, err = startOps(sf.metricsAddr, logger); err != nil {
@@ -57,8 +54,8 @@ func runServe(ctx context.Context, e *env, fs *flag.FlagSet, args []string) erro
 }
 
 // serveConfig reads serve's flags, environment and config file into a
-// Config.
-func serveConfig(fs *flag.FlagSet, args []string) (*serveFlags, skiff.Config, error) {
+// Config, whose Logger writes to stderr.
+func serveConfig(fs *flag.FlagSet, args []string, stderr io.Writer) (*serveFlags, skiff.Config, error) {
 	sf := defineServeFlags(fs)
 	rest, err := parseFlags(fs, args)
 	if err != nil {
@@ -70,7 +67,11 @@ func serveConfig(fs *flag.FlagSet, args []string) (*serveFlags, skiff.Config, er
 	if err := applyEnvAndFile(fs, &sf.configFile); err != nil {
 		return nil, skiff.Config{}, err
 	}
-	cfg, err := sf.config()
+	logger, err := newLogger(stderr, sf.logFormat, sf.logLevel)
+	if err != nil {
+		return nil, skiff.Config{}, err
+	}
+	cfg, err := sf.config(logger)
 	return sf, cfg, err
 }
 
