@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -61,7 +62,9 @@ func (p *proc) stop(t *testing.T, sig os.Signal) int {
 // Three `skiff serve` processes on loopback, driven through the command:
 // put, watch (a process of its own, interrupted), backup, SIGKILL of the
 // leader, restore on the survivors, the killed node back with the
-// restored state, clean stops, and inspect of a stopped node's dir.
+// restored state (its /readyz and /metrics say so), clean stops (the
+// last node standing has no leader and is not ready), and inspect of a
+// stopped node's dir.
 func TestThreeServeProcesses(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts three node processes; skipped with -short")
@@ -69,6 +72,7 @@ func TestThreeServeProcesses(t *testing.T) {
 	base := t.TempDir()
 	ids := []string{"n1", "n2", "n3"}
 	addrs := []string{freeAddr(t), freeAddr(t), freeAddr(t)}
+	ops := []string{freeAddr(t), freeAddr(t), freeAddr(t)}
 	var initial []string
 	for i, id := range ids {
 		initial = append(initial, id+"="+addrs[i])
@@ -77,7 +81,7 @@ func TestThreeServeProcesses(t *testing.T) {
 		// The member list comes from the environment, as a deployment
 		// would pass it; the rest from flags.
 		return startProc(t, []string{"SKIFF_INITIAL_CLUSTER=" + strings.Join(initial, ",")}, "serve",
-			"--dir", filepath.Join(base, ids[i]), "--id", ids[i], "--bind-addr", addrs[i], "--log-format", "json",
+			"--dir", filepath.Join(base, ids[i]), "--id", ids[i], "--bind-addr", addrs[i], "--metrics-addr", ops[i], "--log-format", "json",
 			"--heartbeat-timeout", "300ms", "--election-timeout", "300ms", "--leader-lease-timeout", "200ms")
 	}
 	nodes := []*proc{serve(0), serve(1), serve(2)}
@@ -114,7 +118,15 @@ func TestThreeServeProcesses(t *testing.T) {
 		}
 		return nil
 	})
-	stopAll(t, nodes, ids)
+	waitReady(t, ops[killed])
+	m := scrapeMetrics(t, ops[killed])
+	if keys := m.must(t, "skiff_state_keys", "node", ids[killed]); keys != 5 {
+		t.Fatalf("skiff_state_keys of the node back from SIGKILL = %v, want the restored 5", keys)
+	}
+	if v := m.must(t, "raft_state_follower"); v < 1 {
+		t.Fatalf("raft_state_follower of the node back from SIGKILL = %v, want at least 1", v)
+	}
+	stopAll(t, nodes, ids, ops)
 	r := mustRun(t, exitOK, "inspect", filepath.Join(base, ids[killed]), "--json")
 	if d := decodeJSON[dirJSON](t, r); d.InUse || d.Checksum != "ok" || d.Log == nil {
 		t.Fatalf("inspect of a stopped node's dir = %+v", d)
@@ -167,9 +179,24 @@ func waitForLeader(t *testing.T, not string) string {
 	return leader
 }
 
+// waitReady waits until the node whose --metrics-addr is ops answers
+// /readyz with 200.
+func waitReady(t *testing.T, ops string) {
+	t.Helper()
+	eventually(t, 30*time.Second, func() error {
+		code, body, err := tryGet("http://" + ops + "/readyz")
+		if err == nil && code != http.StatusOK {
+			err = fmt.Errorf("/readyz = %d %q", code, body)
+		}
+		return err
+	})
+}
+
 // stopAll stops the nodes with SIGTERM, the leader first: it hands
-// leadership over before it goes, and every node exits 0.
-func stopAll(t *testing.T, nodes []*proc, ids []string) {
+// leadership over before it goes, and every node exits 0. The last one
+// standing has lost its leader and, before it is stopped, must say on
+// /readyz that it is not ready.
+func stopAll(t *testing.T, nodes []*proc, ids, ops []string) {
 	t.Helper()
 	first := indexOf(ids, waitForLeader(t, ""))
 	order := []int{first}
@@ -178,7 +205,16 @@ func stopAll(t *testing.T, nodes []*proc, ids []string) {
 			order = append(order, i)
 		}
 	}
-	for _, i := range order {
+	for n, i := range order {
+		if n == len(order)-1 {
+			eventually(t, 30*time.Second, func() error {
+				code, body, err := tryGet("http://" + ops[i] + "/readyz")
+				if err == nil && (code != http.StatusServiceUnavailable || !strings.Contains(body, "not ready")) {
+					err = fmt.Errorf("/readyz = %d %q", code, body)
+				}
+				return err
+			})
+		}
 		if code := nodes[i].stop(t, syscall.SIGTERM); code != exitOK {
 			t.Fatalf("%s exited %d after SIGTERM:\n%s", ids[i], code, nodes[i].out.String())
 		}
