@@ -79,7 +79,7 @@ func defineServeFlags(fs *flag.FlagSet) *serveFlags {
 
 func defineTrustFlags(fs *flag.FlagSet, s *serveFlags) {
 	c := &s.cfg
-	fs.StringVar(&s.tlsCert, "tls-cert", "", "PEM `file` of the node's certificate: serve TLS (also its client certificate towards peers)")
+	fs.StringVar(&s.tlsCert, "tls-cert", "", "PEM `file` of the node's certificate: serve TLS (also its client certificate towards peers); this and the other TLS files are read again when they change, for rotation without a restart")
 	fs.StringVar(&s.tlsKey, "tls-key", "", "PEM `file` of the certificate's key")
 	fs.StringVar(&s.tlsCA, "tls-ca", "", "PEM `file` of the CA that signs peers' and clients' certificates")
 	fs.StringVar(&s.tlsClientAuth, "tls-client-auth", "", "client certificates: none, request, require, verify-if-given or require-and-verify (default: require-and-verify with --tls-ca, else none)")
