@@ -96,13 +96,7 @@ func TestServeInProcess(t *testing.T) {
 			"--metrics-addr", ops, "--pprof", "--log-format", "json", "--log-level", "debug"}, io.Discard, &logs)
 	}()
 	t.Setenv("SKIFF_ENDPOINTS", addr)
-	eventually(t, 20*time.Second, func() error {
-		code, body, err := tryGet("http://" + ops + "/readyz")
-		if err == nil && code != http.StatusOK {
-			err = fmt.Errorf("/readyz = %d %q", code, body)
-		}
-		return err
-	})
+	waitReady(t, ops) // once it leads
 	if code, body := httpGet(t, "http://"+ops+"/healthz"); code != http.StatusOK || body != "ok\n" {
 		t.Fatalf("/healthz = %d %q, want 200 ok", code, body)
 	}
@@ -118,42 +112,7 @@ func TestServeInProcess(t *testing.T) {
 	if r := mustRun(t, exitOK, "get", "k/0"); r.stdout != "v\n" {
 		t.Fatalf("get printed %q", r.stdout)
 	}
-	after := scrapeMetrics(t, ops)
-	moved := func(name string, labels ...string) (float64, float64) {
-		b, _ := before.value(name, labels...) // absent before: none yet
-		return b, after.must(t, name, labels...)
-	}
-	for _, c := range []struct {
-		name   string
-		labels []string
-		least  float64 // the increase at least
-	}{
-		{"skiff_writes_total", []string{"node", "solo", "kind", "put", "outcome", "ok"}, writes},
-		{"skiff_reads_total", []string{"node", "solo", "kind", "get", "outcome", "ok"}, 1},
-		{"skiff_apply_duration_seconds_count", []string{"node", "solo"}, writes},
-		{"skiff_applied_index", []string{"node", "solo"}, writes},
-		{"skiff_state_keys", []string{"node", "solo"}, writes},
-		{"raft_apply", nil, writes},
-		{"raft_commitTime_count", nil, writes},
-	} {
-		if b, a := moved(c.name, c.labels...); a-b < c.least {
-			t.Errorf("%s%q went from %v to %v over %d writes, want an increase of at least %v", c.name, c.labels, b, a, writes, c.least)
-		}
-	}
-	for _, c := range []struct {
-		name   string
-		labels []string
-		want   float64
-	}{
-		{"skiff_ready", nil, 1},
-		{"skiff_node_state", []string{"state", "leader"}, 1},
-		{"skiff_log_store_info", []string{"kind", "boltdb"}, 1},
-		{"raft_state_leader", nil, 1}, // counted from before the node opened
-	} {
-		if v := after.must(t, c.name, c.labels...); v != c.want {
-			t.Errorf("%s%q = %v, want %v", c.name, c.labels, v, c.want)
-		}
-	}
+	checkMetricsMoved(t, before, scrapeMetrics(t, ops), "solo", writes)
 
 	cancel()
 	if code := <-done; code != exitOK {
@@ -166,6 +125,58 @@ func TestServeInProcess(t *testing.T) {
 	}
 	mustRun(t, exitUsage, "serve", "--dir", t.TempDir(), "--bind-addr", freeAddr(t), "--pprof")
 	mustRun(t, exitUsage, "serve", "--dir", t.TempDir(), "--bind-addr", freeAddr(t), "--metrics-addr", "nowhere")
+}
+
+// checkMetricsMoved checks a scrape of a one-node cluster taken after
+// writes puts and a get against one taken before them: Raft's and skiff's
+// counters moved, and the gauges say the node leads.
+func checkMetricsMoved(t *testing.T, before, after scrape, node string, writes int) {
+	t.Helper()
+	for _, c := range []struct {
+		name   string
+		labels []string
+		least  float64 // the increase at least
+	}{
+		{"skiff_writes_total", []string{"node", node, "kind", "put", "outcome", "ok"}, float64(writes)},
+		{"skiff_reads_total", []string{"node", node, "kind", "get", "outcome", "ok"}, 1},
+		{"skiff_apply_duration_seconds_count", []string{"node", node}, float64(writes)},
+		{"skiff_applied_index", []string{"node", node}, float64(writes)},
+		{"skiff_state_keys", []string{"node", node}, float64(writes)},
+		{"raft_apply", nil, float64(writes)},
+		{"raft_commitTime_count", nil, float64(writes)},
+	} {
+		b, _ := before.value(c.name, c.labels...) // absent before: none yet
+		if a := after.must(t, c.name, c.labels...); a-b < c.least {
+			t.Errorf("%s%q went from %v to %v over %d writes, want an increase of at least %v", c.name, c.labels, b, a, writes, c.least)
+		}
+	}
+	for _, c := range []struct {
+		name   string
+		labels []string
+		want   float64
+	}{
+		{"skiff_ready", []string{"node", node}, 1},
+		{"skiff_node_state", []string{"node", node, "state", "leader"}, 1},
+		{"skiff_log_store_info", []string{"node", node, "kind", "boltdb"}, 1},
+		{"raft_state_leader", nil, 1}, // counted from before the node opened
+	} {
+		if v := after.must(t, c.name, c.labels...); v != c.want {
+			t.Errorf("%s%q = %v, want %v", c.name, c.labels, v, c.want)
+		}
+	}
+}
+
+// waitReady waits until the node whose --metrics-addr is ops answers
+// /readyz with 200.
+func waitReady(t *testing.T, ops string) {
+	t.Helper()
+	eventually(t, 30*time.Second, func() error {
+		code, body, err := tryGet("http://" + ops + "/readyz")
+		if err == nil && code != http.StatusOK {
+			err = fmt.Errorf("/readyz = %d %q", code, body)
+		}
+		return err
+	})
 }
 
 // Before its node is open, --metrics-addr says the process is alive but

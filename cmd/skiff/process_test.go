@@ -102,34 +102,48 @@ func TestThreeServeProcesses(t *testing.T) {
 	})
 	waitForLeader(t, leader)
 	mustRun(t, exitOK, "restore", backup)
+	checkRestored(t)
+
+	// The killed node comes back on its dir and receives the restored state.
+	nodes[killed] = serve(killed)
+	checkNodeRestored(t, ids[killed], addrs[killed], ops[killed])
+	stopAll(t, nodes, ids, ops)
+	r := mustRun(t, exitOK, "inspect", filepath.Join(base, ids[killed]), "--json")
+	if d := decodeJSON[dirJSON](t, r); d.InUse || d.Checksum != "ok" || d.Log == nil {
+		t.Fatalf("inspect of a stopped node's dir = %+v", d)
+	}
+}
+
+// checkRestored checks that the cluster holds what watchWhilePutting
+// wrote before the backup, and nothing written after it.
+func checkRestored(t *testing.T) {
+	t.Helper()
 	if r := mustRun(t, exitOK, "ls", "--keys-only"); r.stdout != "app/00\napp/01\napp/02\napp/03\napp/04\n" {
 		t.Fatalf("after restore, ls printed %q", r.stdout)
 	}
 	if r := mustRun(t, exitOK, "get", "app/03"); r.stdout != "value 3\n" {
 		t.Fatalf("after restore, get app/03 printed %q", r.stdout)
 	}
+}
 
-	// The killed node comes back on its dir and receives the restored state.
-	nodes[killed] = serve(killed)
+// checkNodeRestored waits until node id, back after the restore, holds
+// the restored state, is ready, and says so in its metrics.
+func checkNodeRestored(t *testing.T, id, addr, ops string) {
+	t.Helper()
 	eventually(t, 30*time.Second, func() error {
-		r := runCLI(t, "status", addrs[killed], "--json", "--timeout", "2s")
+		r := runCLI(t, "status", addr, "--json", "--timeout", "2s")
 		if r.code != exitOK || !strings.Contains(r.stdout, `"keys":5,`) {
 			return fmt.Errorf("%v", r)
 		}
 		return nil
 	})
-	waitReady(t, ops[killed])
-	m := scrapeMetrics(t, ops[killed])
-	if keys := m.must(t, "skiff_state_keys", "node", ids[killed]); keys != 5 {
-		t.Fatalf("skiff_state_keys of the node back from SIGKILL = %v, want the restored 5", keys)
+	waitReady(t, ops)
+	m := scrapeMetrics(t, ops)
+	if keys := m.must(t, "skiff_state_keys", "node", id); keys != 5 {
+		t.Fatalf("skiff_state_keys of %s = %v, want the restored 5", id, keys)
 	}
 	if v := m.must(t, "raft_state_follower"); v < 1 {
-		t.Fatalf("raft_state_follower of the node back from SIGKILL = %v, want at least 1", v)
-	}
-	stopAll(t, nodes, ids, ops)
-	r := mustRun(t, exitOK, "inspect", filepath.Join(base, ids[killed]), "--json")
-	if d := decodeJSON[dirJSON](t, r); d.InUse || d.Checksum != "ok" || d.Log == nil {
-		t.Fatalf("inspect of a stopped node's dir = %+v", d)
+		t.Fatalf("raft_state_follower of %s = %v, want at least 1", id, v)
 	}
 }
 
@@ -177,19 +191,6 @@ func waitForLeader(t *testing.T, not string) string {
 		return nil
 	})
 	return leader
-}
-
-// waitReady waits until the node whose --metrics-addr is ops answers
-// /readyz with 200.
-func waitReady(t *testing.T, ops string) {
-	t.Helper()
-	eventually(t, 30*time.Second, func() error {
-		code, body, err := tryGet("http://" + ops + "/readyz")
-		if err == nil && code != http.StatusOK {
-			err = fmt.Errorf("/readyz = %d %q", code, body)
-		}
-		return err
-	})
 }
 
 // stopAll stops the nodes with SIGTERM, the leader first: it hands

@@ -209,6 +209,22 @@ func replaceFile(t *testing.T, src, dst string) {
 	}
 }
 
+// concat writes the contents of files, one after the other, to dst.
+func concat(t *testing.T, dst string, files ...string) {
+	t.Helper()
+	var all []byte
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		all = append(all, b...)
+	}
+	if err := os.WriteFile(dst, all, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // servedSerial returns the serial number of the certificate the node at
 // addr presents to a new connection.
 func servedSerial(t *testing.T, addr string) int64 {
@@ -231,18 +247,7 @@ func TestServeCertificateRotation(t *testing.T) {
 	cert, key := first.issue("n1.peers.test", 2)
 	replaceFile(t, cert, certFile)
 	replaceFile(t, key, keyFile)
-	// The node trusts clients of both CAs; clients trust one of them.
-	var cas []byte
-	for _, f := range []string{first.file, second.file} {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		cas = append(cas, b...)
-	}
-	if err := os.WriteFile(caFile, cas, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	concat(t, caFile, first.file, second.file) // the node trusts clients of both CAs
 	appCert, appKey := first.issue("app.clients.test", 3)
 	addr, ops := freeAddr(t), freeAddr(t)
 	startServe(t, "--bind-addr", addr, "--tls-cert", certFile, "--tls-key", keyFile, "--tls-ca", caFile, "--metrics-addr", ops)

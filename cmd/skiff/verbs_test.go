@@ -117,15 +117,21 @@ func TestVerbErrors(t *testing.T) {
 			}
 		})
 	}
-	// The verbs that are no clients refuse bad flags and arguments too.
+}
+
+// The verbs that are no clients refuse bad flags and arguments too, and
+// the client verbs' checks of their flags and files come before the
+// network.
+func TestChecksBeforeNetwork(t *testing.T) {
+	dir := t.TempDir()
+	dead := []string{"--endpoints", freeAddr(t), "--timeout", "300ms"}
 	for _, args := range [][]string{{"serve", "--bogus"}, {"serve", "extra"}, {"dev", "--bogus"}, {"dev", "extra"},
 		{"inspect", "--bogus", dir}, {"inspect"}, {"inspect", dir, dir}} {
 		if r := runCLI(t, args...); r.code != exitUsage || r.stdout != "" || !strings.Contains(r.stderr, "Run 'skiff help'") {
 			t.Errorf("skiff %s: %v, want exit 2 and a pointer to the help", strings.Join(args, " "), r)
 		}
 	}
-	// Checks of flags and arguments that come before the network. (Keys
-	// are checked by the nodes, whose limits are their own.)
+	// Keys are checked by the nodes, whose limits are their own.
 	for _, c := range []struct {
 		args []string
 		want string
