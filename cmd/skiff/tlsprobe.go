@@ -71,7 +71,7 @@ func probeTLS(ctx context.Context, addr string, cfg *tls.Config) error {
 	}
 	tc := tls.Client(conn, cfg)
 	err = tc.HandshakeContext(ctx)
-	if err == nil {
+	if err == nil && !plaintext {
 		// With TLS 1.3 a server refuses a client certificate after the
 		// client's side of the handshake is done: its alert is the first
 		// thing read. A node that accepts sends its HTTP/2 settings.
