@@ -13,7 +13,7 @@ import (
 )
 
 func runBackup(ctx context.Context, e *env, fs *flag.FlagSet, args []string) error {
-	return clientVerb(ctx, e, fs, args, 1, 1, "FILE (or - for stdout)", backupTimeout, func(ctx context.Context, cl *skiff.Client, args []string) error {
+	return checkedClientVerb(ctx, e, fs, args, 1, 1, "FILE (or - for stdout)", backupTimeout, checkBackupFile, func(ctx context.Context, cl *skiff.Client, args []string) error {
 		path := args[0]
 		if path == "-" {
 			cw := &countWriter{w: e.stdout}
@@ -28,6 +28,37 @@ func runBackup(ctx context.Context, e *env, fs *flag.FlagSet, args []string) err
 			Bytes int64  `json:"bytes"`
 		}{path, n}, func(w io.Writer) { fmt.Fprintf(w, "OK backup written to %s (%s)\n", path, humanBytes(n)) })
 	})
+}
+
+// checkBackupFile refuses, before anything is asked of the cluster, a
+// backup file that cannot be written: its dir must exist.
+func checkBackupFile(args []string) error {
+	if args[0] == "-" {
+		return nil
+	}
+	if st, err := os.Stat(filepath.Dir(args[0])); err != nil || !st.IsDir() {
+		return usagef("cannot write the backup to %s: %s is not a directory", args[0], filepath.Dir(args[0]))
+	}
+	if st, err := os.Stat(args[0]); err == nil && st.IsDir() {
+		return usagef("%s is a directory; name the backup file", args[0])
+	}
+	return nil
+}
+
+// checkRestoreFile refuses, before anything is asked of the cluster, a
+// backup file that cannot be read.
+func checkRestoreFile(args []string) error {
+	if args[0] == "-" {
+		return nil
+	}
+	st, err := os.Stat(args[0])
+	if err != nil {
+		return usagef("open the backup: %v", err)
+	}
+	if st.IsDir() {
+		return usagef("%s is a directory, not a backup file", args[0])
+	}
+	return nil
 }
 
 // backupToFile writes the backup to path.tmp, syncs it and renames it
@@ -77,7 +108,7 @@ func (c *countWriter) Write(p []byte) (int, error) {
 }
 
 func runRestore(ctx context.Context, e *env, fs *flag.FlagSet, args []string) error {
-	return clientVerb(ctx, e, fs, args, 1, 1, "FILE (or - for stdin)", backupTimeout, func(ctx context.Context, cl *skiff.Client, args []string) error {
+	return checkedClientVerb(ctx, e, fs, args, 1, 1, "FILE (or - for stdin)", backupTimeout, checkRestoreFile, func(ctx context.Context, cl *skiff.Client, args []string) error {
 		path := args[0]
 		var r io.Reader = stdin
 		if path != "-" {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"time"
 
 	"github.com/skiffkv/skiff"
 )
@@ -98,15 +99,44 @@ func runRemove(ctx context.Context, e *env, fs *flag.FlagSet, args []string) err
 
 func runTransfer(ctx context.Context, e *env, fs *flag.FlagSet, args []string) error {
 	return clientVerb(ctx, e, fs, args, 0, 1, "an optional ID", defaultTimeout, func(ctx context.Context, cl *skiff.Client, args []string) error {
-		if err := cl.TransferLeadership(ctx, firstOr(args, "")); err != nil {
+		target := firstOr(args, "")
+		old, _, _ := cl.Leader(ctx)
+		if err := cl.TransferLeadership(ctx, target); err != nil {
 			return err
 		}
-		id, _, err := cl.Leader(ctx)
-		if err != nil {
-			return e.done("leadership moved")
-		}
-		return e.done("leadership moved to " + id)
+		id := newLeader(ctx, cl, old, target)
+		return e.out.emit(struct {
+			OK     bool   `json:"ok"`
+			Leader string `json:"leader,omitempty"`
+		}{true, id}, func(w io.Writer) {
+			if id == "" {
+				fmt.Fprintln(w, "OK leadership moved")
+				return
+			}
+			fmt.Fprintf(w, "OK leadership moved to %s\n", id)
+		})
 	})
+}
+
+// newLeader waits, briefly, for the cluster to name the leader a
+// transfer made: target, or any but old when no target was given. The
+// nodes learn it within a heartbeat or two, and until then the old
+// leader may still name itself. It returns "" if none is named in time
+// (the transfer itself succeeded all the same).
+func newLeader(ctx context.Context, cl *skiff.Client, old, target string) string {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	for {
+		id, _, err := cl.Leader(ctx)
+		if err == nil && (id == target || target == "" && id != old) {
+			return id
+		}
+		select {
+		case <-ctx.Done():
+			return ""
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 type statusJSON struct {

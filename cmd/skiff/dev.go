@@ -116,6 +116,8 @@ func startDev(ctx context.Context, base string, port int, logger *slog.Logger) (
 	return nodes, nil
 }
 
+// printDevHelp says how to reach the dev cluster: every command it
+// prints runs as printed (TestDev runs them).
 func printDevHelp(w io.Writer, addrs []string, dir string, temp bool) {
 	eps := strings.Join(addrs, ",")
 	fmt.Fprintf(w, "skiff dev: a %d-node cluster on %s\n", len(addrs), strings.Join(addrs, ", "))
@@ -126,13 +128,15 @@ func printDevHelp(w io.Writer, addrs []string, dir string, temp bool) {
 	fmt.Fprintf(w, "data: %s (%s)\n\n", dir, keep)
 	fmt.Fprintf(w, "Talk to it from another terminal:\n")
 	fmt.Fprintf(w, "  export SKIFF_ENDPOINTS=%s\n", eps)
-	fmt.Fprintf(w, "  skiff put greeting hello\n  skiff get greeting\n  skiff members\n\n")
-	fmt.Fprintf(w, "or, from a checkout of skiff:\n")
+	fmt.Fprintf(w, "  skiff put greeting hello\n  skiff get greeting\n  skiff ls --json\n  skiff members\n  skiff status\n")
+	fmt.Fprintf(w, "  skiff watch greeting    # prints each change until Ctrl-C\n\n")
+	fmt.Fprintf(w, "Without skiff installed (go install github.com/skiffkv/skiff/cmd/skiff@latest),\n")
+	fmt.Fprintf(w, "from a checkout of skiff:\n")
 	fmt.Fprintf(w, "  go run ./cmd/skiff --endpoints %s put greeting hello\n\n", eps)
 	quoted := make([]string, len(addrs))
 	for i, a := range addrs {
 		quoted[i] = fmt.Sprintf("%q", a)
 	}
-	fmt.Fprintf(w, "From Go: skiff.Dial(ctx, []string{%s})\n", strings.Join(quoted, ", "))
+	fmt.Fprintf(w, "From Go:\n  client, err := skiff.Dial(ctx, []string{%s})\n\n", strings.Join(quoted, ", "))
 	fmt.Fprintf(w, "Press Ctrl-C to stop.\n")
 }

@@ -24,7 +24,7 @@ func TestDev(t *testing.T) {
 		example = m[1]
 		return nil
 	})
-	for _, want := range []string{"export SKIFF_ENDPOINTS=127.0.0.1:", "skiff put greeting hello", "skiff.Dial(ctx, []string{\"127.0.0.1:", "removed on exit"} {
+	for _, want := range []string{"export SKIFF_ENDPOINTS=127.0.0.1:", "skiff put greeting hello", "skiff.Dial(ctx, []string{\"127.0.0.1:", "removed on exit", "go install github.com/skiffkv/skiff/cmd/skiff@latest"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("dev did not print %q:\n%s", want, out.String())
 		}
@@ -33,6 +33,25 @@ func TestDev(t *testing.T) {
 	mustRun(t, exitOK, "--endpoints", eps, "put", "greeting", "hello")
 	if r := mustRun(t, exitOK, "--endpoints", eps, "get", "greeting"); r.stdout != "hello\n" {
 		t.Fatalf("get from the dev cluster printed %q", r.stdout)
+	}
+	// Every skiff command printed for another terminal runs as printed,
+	// with the endpoints it exports (a watch runs until interrupted:
+	// here, until its first event).
+	exported := regexp.MustCompile(`export SKIFF_ENDPOINTS=(\S+)`).FindStringSubmatch(out.String())
+	if exported == nil || exported[1] != eps {
+		t.Fatalf("dev exports %q, want the endpoints %q", exported, eps)
+	}
+	t.Setenv("SKIFF_ENDPOINTS", exported[1])
+	commands := regexp.MustCompile(`(?m)^  skiff ([^#\n]+?)\s*(#.*)?$`).FindAllStringSubmatch(out.String(), -1)
+	if len(commands) < 5 {
+		t.Fatalf("dev printed %d skiff commands:\n%s", len(commands), out.String())
+	}
+	for _, c := range commands {
+		args := strings.Fields(c[1])
+		if args[0] == "watch" {
+			args = append(args, "--initial", "--count", "1")
+		}
+		mustRun(t, exitOK, args...)
 	}
 	if ms := decodeJSON[membersJSON](t, mustRun(t, exitOK, "--endpoints", eps, "members", "--json")); len(ms.Members) != 3 {
 		t.Fatalf("the dev cluster has %d members", len(ms.Members))

@@ -3,10 +3,10 @@ package main
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
+	"errors"
 	"fmt"
+	"log/slog"
 	"net"
-	"os"
 	"time"
 
 	"github.com/skiffkv/skiff"
@@ -37,7 +37,8 @@ func (e *env) withTimeout(ctx context.Context, def time.Duration) (context.Conte
 
 // dial connects a client to --endpoints. The dial gives up within ctx's
 // deadline (at most 5 s), so a verb against a dead cluster ends promptly
-// with exit code 5.
+// with exit code 5; when TLS is what failed, the error says so (see
+// explainTLS).
 func (e *env) dial(ctx context.Context) (*skiff.Client, error) {
 	addrs := splitList(e.common.endpoints)
 	if len(addrs) == 0 {
@@ -62,7 +63,13 @@ func (e *env) dial(ctx context.Context) (*skiff.Client, error) {
 	if testDialer != nil {
 		opts = append(opts, skiff.WithDialer(testDialer))
 	}
-	return skiff.Dial(ctx, addrs, opts...)
+	cl, err := skiff.Dial(ctx, addrs, opts...)
+	if errors.Is(err, skiff.ErrUnavailable) {
+		if why := explainTLS(ctx, addrs, tlsCfg); why != nil {
+			return nil, why
+		}
+	}
+	return cl, err
 }
 
 // clientTLS builds the client's TLS config from PEM files; nil when none
@@ -71,48 +78,23 @@ func clientTLS(cacert, cert, key string) (*tls.Config, error) {
 	if cacert == "" && cert == "" && key == "" {
 		return nil, nil
 	}
-	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
-	if cacert != "" {
-		pool, err := loadPool(cacert)
-		if err != nil {
-			return nil, err
-		}
-		cfg.RootCAs = pool
+	return reloadingTLS(cert, key, cacert, "--cert", "--key", nil)
+}
+
+// reloadingTLS builds a TLS config from PEM files with
+// skiff.ReloadingTLS, which reads them again when they change: a
+// certificate and its key (both or neither, named by certFlag and
+// keyFlag in errors), and a CA (empty: the system's roots). A file that
+// cannot be read or parsed now is a usage error.
+func reloadingTLS(cert, key, ca, certFlag, keyFlag string, logger *slog.Logger) (*tls.Config, error) {
+	if (cert == "") != (key == "") {
+		return nil, usagef("%s and %s go together", certFlag, keyFlag)
 	}
-	if cert != "" || key != "" {
-		pair, err := loadPair(cert, key, "--cert", "--key")
-		if err != nil {
-			return nil, err
-		}
-		cfg.Certificates = []tls.Certificate{pair}
+	cfg, err := skiff.ReloadingTLS(skiff.TLSFiles{CertFile: cert, KeyFile: key, CAFile: ca, Logger: logger})
+	if err != nil {
+		return nil, usagef("%v", err)
 	}
 	return cfg, nil
-}
-
-// loadPool reads a PEM file of CA certificates.
-func loadPool(path string) (*x509.CertPool, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, usagef("read CA file: %v", err)
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(b) {
-		return nil, usagef("%s holds no PEM certificate", path)
-	}
-	return pool, nil
-}
-
-// loadPair reads a certificate and its key; both or neither must be
-// given.
-func loadPair(cert, key, certFlag, keyFlag string) (tls.Certificate, error) {
-	if cert == "" || key == "" {
-		return tls.Certificate{}, usagef("%s and %s go together", certFlag, keyFlag)
-	}
-	pair, err := tls.LoadX509KeyPair(cert, key)
-	if err != nil {
-		return tls.Certificate{}, usagef("load %s and %s: %v", certFlag, keyFlag, err)
-	}
-	return pair, nil
 }
 
 // closeClient closes cl; its error changes nothing for the command.

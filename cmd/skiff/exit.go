@@ -15,7 +15,7 @@ const (
 	exitOK            = 0
 	exitError         = 1 // anything not below: a damaged backup, a failed disk, ...
 	exitUsage         = 2 // bad flags or arguments, an invalid key, an invalid config
-	exitNotFound      = 3 // no such key, no such member
+	exitNotFound      = 3 // no such key, no such member, a revision the watch history no longer holds
 	exitPrecondition  = 4 // the key exists (--create), its revision differs (--rev), a member conflict
 	exitUnavailable   = 5 // no node answered, no leader, the deadline passed
 	exitIndeterminate = 6 // a write was sent and its outcome is unknown
@@ -27,7 +27,8 @@ const exitCodesHelp = `Exit codes:
   0  ok
   1  other errors (a damaged backup, a node that stopped, ...)
   2  usage: bad flags or arguments, an invalid key or config
-  3  not found: no such key (get), no such member (remove)
+  3  not found: no such key (get), no such member (remove), or
+     changes the watch history no longer holds (watch --from)
   4  precondition failed: the key exists (put --create), its revision
      differs (put/del --rev), or a member conflicts
   5  unavailable: no node answered, no leader, or the deadline passed
@@ -74,7 +75,7 @@ func exitCode(err error) int {
 		return exitUsage
 	case is(skiff.ErrPermissionDenied):
 		return exitDenied
-	case is(skiff.ErrNotFound, skiff.ErrNotMember):
+	case is(skiff.ErrNotFound, skiff.ErrNotMember, skiff.ErrCompacted):
 		return exitNotFound
 	case is(skiff.ErrExists, skiff.ErrRevisionMismatch, skiff.ErrMemberConflict):
 		return exitPrecondition

@@ -69,6 +69,8 @@ func TestExitCodes(t *testing.T) {
 		{skiff.ErrConfig, exitUsage},
 		{skiff.ErrNotFound, exitNotFound},
 		{skiff.ErrNotMember, exitNotFound},
+		{&skiff.CompactedError{Revision: 1, Oldest: 6}, exitNotFound},
+		{&skiff.CompactedError{Revision: 1, Oldest: 6, Lagged: true}, exitNotFound},
 		{skiff.ErrExists, exitPrecondition},
 		{skiff.ErrRevisionMismatch, exitPrecondition},
 		{skiff.ErrUnavailable, exitUnavailable},

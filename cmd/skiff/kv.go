@@ -20,12 +20,25 @@ const maxStdinValue = 32<<20 + 1
 // dial, run with the verb's deadline, close.
 func clientVerb(ctx context.Context, e *env, fs *flag.FlagSet, args []string, lo, hi int, names string, timeout time.Duration,
 	do func(ctx context.Context, cl *skiff.Client, args []string) error) error {
+	return checkedClientVerb(ctx, e, fs, args, lo, hi, names, timeout, nil, do)
+}
+
+// checkedClientVerb is clientVerb with a check of the flags and arguments
+// that runs before dialing, so that a command that is wrong says so
+// (exit 2) whether or not the cluster can be reached.
+func checkedClientVerb(ctx context.Context, e *env, fs *flag.FlagSet, args []string, lo, hi int, names string, timeout time.Duration,
+	check func(args []string) error, do func(ctx context.Context, cl *skiff.Client, args []string) error) error {
 	args, err := e.parseVerb(fs, args)
 	if err != nil {
 		return err
 	}
 	if err := wantArgs(fs.Name(), args, lo, hi, names); err != nil {
 		return err
+	}
+	if check != nil {
+		if err := check(args); err != nil {
+			return err
+		}
 	}
 	ctx, cancel := e.withTimeout(ctx, timeout)
 	defer cancel()
@@ -40,10 +53,13 @@ func clientVerb(ctx context.Context, e *env, fs *flag.FlagSet, args []string, lo
 func runPut(ctx context.Context, e *env, fs *flag.FlagSet, args []string) error {
 	create := fs.Bool("create", false, "set the key only if it does not exist (exit 4 if it does)")
 	rev := fs.Uint64("rev", 0, "set the key only if its revision is `REV` (exit 4 otherwise)")
-	return clientVerb(ctx, e, fs, args, 2, 2, "KEY and VALUE", defaultTimeout, func(ctx context.Context, cl *skiff.Client, args []string) error {
+	check := func([]string) error {
 		if *create && *rev != 0 {
 			return usagef("--create and --rev exclude each other")
 		}
+		return nil
+	}
+	return checkedClientVerb(ctx, e, fs, args, 2, 2, "KEY and VALUE", defaultTimeout, check, func(ctx context.Context, cl *skiff.Client, args []string) error {
 		key, value := args[0], []byte(args[1])
 		if args[1] == "-" {
 			var err error

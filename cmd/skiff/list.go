@@ -26,31 +26,33 @@ func addReadFlags(fs *flag.FlagSet, paged bool) readFlags {
 	return r
 }
 
-func (r readFlags) options() ([]skiff.ReadOption, error) {
+// check refuses flag values no node would take.
+func (r readFlags) check([]string) error {
+	if r.limit != nil && *r.limit < 0 {
+		return usagef("--limit must not be negative")
+	}
+	return nil
+}
+
+func (r readFlags) options() []skiff.ReadOption {
 	var opts []skiff.ReadOption
 	if *r.stale {
 		opts = append(opts, skiff.Stale())
 	}
 	if r.limit != nil {
-		if *r.limit < 0 {
-			return nil, usagef("--limit must not be negative")
-		}
 		opts = append(opts, skiff.WithLimit(*r.limit), skiff.WithAfter(*r.after))
 	}
 	if r.keysOnly != nil && *r.keysOnly {
 		opts = append(opts, skiff.WithKeysOnly())
 	}
-	return opts, nil
+	return opts
 }
 
 func runLs(ctx context.Context, e *env, fs *flag.FlagSet, args []string) error {
 	rf := addReadFlags(fs, true)
 	rf.keysOnly = fs.Bool("keys-only", false, "print keys without their values")
-	return clientVerb(ctx, e, fs, args, 0, 1, "an optional PREFIX", defaultTimeout, func(ctx context.Context, cl *skiff.Client, args []string) error {
-		opts, err := rf.options()
-		if err != nil {
-			return err
-		}
+	return checkedClientVerb(ctx, e, fs, args, 0, 1, "an optional PREFIX", defaultTimeout, rf.check, func(ctx context.Context, cl *skiff.Client, args []string) error {
+		opts := rf.options()
 		res, err := cl.List(ctx, firstOr(args, ""), opts...)
 		if err != nil {
 			return err
@@ -93,11 +95,8 @@ func firstOr(args []string, def string) string {
 
 func runChildren(ctx context.Context, e *env, fs *flag.FlagSet, args []string) error {
 	rf := addReadFlags(fs, true)
-	return clientVerb(ctx, e, fs, args, 0, 1, "an optional PREFIX", defaultTimeout, func(ctx context.Context, cl *skiff.Client, args []string) error {
-		opts, err := rf.options()
-		if err != nil {
-			return err
-		}
+	return checkedClientVerb(ctx, e, fs, args, 0, 1, "an optional PREFIX", defaultTimeout, rf.check, func(ctx context.Context, cl *skiff.Client, args []string) error {
+		opts := rf.options()
 		children, err := cl.Children(ctx, firstOr(args, ""), opts...)
 		if err != nil {
 			return err
@@ -130,11 +129,8 @@ func runChildren(ctx context.Context, e *env, fs *flag.FlagSet, args []string) e
 
 func runPrefixes(ctx context.Context, e *env, fs *flag.FlagSet, args []string) error {
 	rf := addReadFlags(fs, false)
-	return clientVerb(ctx, e, fs, args, 0, 0, "no arguments", defaultTimeout, func(ctx context.Context, cl *skiff.Client, args []string) error {
-		opts, err := rf.options()
-		if err != nil {
-			return err
-		}
+	return checkedClientVerb(ctx, e, fs, args, 0, 0, "no arguments", defaultTimeout, rf.check, func(ctx context.Context, cl *skiff.Client, args []string) error {
+		opts := rf.options()
 		ps, err := cl.Prefixes(ctx, opts...)
 		if err != nil {
 			return err

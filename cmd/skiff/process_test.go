@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -61,7 +62,9 @@ func (p *proc) stop(t *testing.T, sig os.Signal) int {
 // Three `skiff serve` processes on loopback, driven through the command:
 // put, watch (a process of its own, interrupted), backup, SIGKILL of the
 // leader, restore on the survivors, the killed node back with the
-// restored state, clean stops, and inspect of a stopped node's dir.
+// restored state (its /readyz and /metrics say so), clean stops (the
+// last node standing has no leader and is not ready), and inspect of a
+// stopped node's dir.
 func TestThreeServeProcesses(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts three node processes; skipped with -short")
@@ -69,6 +72,7 @@ func TestThreeServeProcesses(t *testing.T) {
 	base := t.TempDir()
 	ids := []string{"n1", "n2", "n3"}
 	addrs := []string{freeAddr(t), freeAddr(t), freeAddr(t)}
+	ops := []string{freeAddr(t), freeAddr(t), freeAddr(t)}
 	var initial []string
 	for i, id := range ids {
 		initial = append(initial, id+"="+addrs[i])
@@ -77,7 +81,7 @@ func TestThreeServeProcesses(t *testing.T) {
 		// The member list comes from the environment, as a deployment
 		// would pass it; the rest from flags.
 		return startProc(t, []string{"SKIFF_INITIAL_CLUSTER=" + strings.Join(initial, ",")}, "serve",
-			"--dir", filepath.Join(base, ids[i]), "--id", ids[i], "--bind-addr", addrs[i], "--log-format", "json",
+			"--dir", filepath.Join(base, ids[i]), "--id", ids[i], "--bind-addr", addrs[i], "--metrics-addr", ops[i], "--log-format", "json",
 			"--heartbeat-timeout", "300ms", "--election-timeout", "300ms", "--leader-lease-timeout", "200ms")
 	}
 	nodes := []*proc{serve(0), serve(1), serve(2)}
@@ -98,26 +102,48 @@ func TestThreeServeProcesses(t *testing.T) {
 	})
 	waitForLeader(t, leader)
 	mustRun(t, exitOK, "restore", backup)
+	checkRestored(t)
+
+	// The killed node comes back on its dir and receives the restored state.
+	nodes[killed] = serve(killed)
+	checkNodeRestored(t, ids[killed], addrs[killed], ops[killed])
+	stopAll(t, nodes, ids, ops)
+	r := mustRun(t, exitOK, "inspect", filepath.Join(base, ids[killed]), "--json")
+	if d := decodeJSON[dirJSON](t, r); d.InUse || d.Checksum != "ok" || d.Log == nil {
+		t.Fatalf("inspect of a stopped node's dir = %+v", d)
+	}
+}
+
+// checkRestored checks that the cluster holds what watchWhilePutting
+// wrote before the backup, and nothing written after it.
+func checkRestored(t *testing.T) {
+	t.Helper()
 	if r := mustRun(t, exitOK, "ls", "--keys-only"); r.stdout != "app/00\napp/01\napp/02\napp/03\napp/04\n" {
 		t.Fatalf("after restore, ls printed %q", r.stdout)
 	}
 	if r := mustRun(t, exitOK, "get", "app/03"); r.stdout != "value 3\n" {
 		t.Fatalf("after restore, get app/03 printed %q", r.stdout)
 	}
+}
 
-	// The killed node comes back on its dir and receives the restored state.
-	nodes[killed] = serve(killed)
+// checkNodeRestored waits until node id, back after the restore, holds
+// the restored state, is ready, and says so in its metrics.
+func checkNodeRestored(t *testing.T, id, addr, ops string) {
+	t.Helper()
 	eventually(t, 30*time.Second, func() error {
-		r := runCLI(t, "status", addrs[killed], "--json", "--timeout", "2s")
+		r := runCLI(t, "status", addr, "--json", "--timeout", "2s")
 		if r.code != exitOK || !strings.Contains(r.stdout, `"keys":5,`) {
 			return fmt.Errorf("%v", r)
 		}
 		return nil
 	})
-	stopAll(t, nodes, ids)
-	r := mustRun(t, exitOK, "inspect", filepath.Join(base, ids[killed]), "--json")
-	if d := decodeJSON[dirJSON](t, r); d.InUse || d.Checksum != "ok" || d.Log == nil {
-		t.Fatalf("inspect of a stopped node's dir = %+v", d)
+	waitReady(t, ops)
+	m := scrapeMetrics(t, ops)
+	if keys := m.must(t, "skiff_state_keys", "node", id); keys != 5 {
+		t.Fatalf("skiff_state_keys of %s = %v, want the restored 5", id, keys)
+	}
+	if v := m.must(t, "raft_state_follower"); v < 1 {
+		t.Fatalf("raft_state_follower of %s = %v, want at least 1", id, v)
 	}
 }
 
@@ -168,8 +194,10 @@ func waitForLeader(t *testing.T, not string) string {
 }
 
 // stopAll stops the nodes with SIGTERM, the leader first: it hands
-// leadership over before it goes, and every node exits 0.
-func stopAll(t *testing.T, nodes []*proc, ids []string) {
+// leadership over before it goes, and every node exits 0. The last one
+// standing has lost its leader and, before it is stopped, must say on
+// /readyz that it is not ready.
+func stopAll(t *testing.T, nodes []*proc, ids, ops []string) {
 	t.Helper()
 	first := indexOf(ids, waitForLeader(t, ""))
 	order := []int{first}
@@ -178,7 +206,16 @@ func stopAll(t *testing.T, nodes []*proc, ids []string) {
 			order = append(order, i)
 		}
 	}
-	for _, i := range order {
+	for n, i := range order {
+		if n == len(order)-1 {
+			eventually(t, 30*time.Second, func() error {
+				code, body, err := tryGet("http://" + ops[i] + "/readyz")
+				if err == nil && (code != http.StatusServiceUnavailable || !strings.Contains(body, "not ready")) {
+					err = fmt.Errorf("/readyz = %d %q", code, body)
+				}
+				return err
+			})
+		}
 		if code := nodes[i].stop(t, syscall.SIGTERM); code != exitOK {
 			t.Fatalf("%s exited %d after SIGTERM:\n%s", ids[i], code, nodes[i].out.String())
 		}

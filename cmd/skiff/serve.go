@@ -5,10 +5,8 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
-	"net"
-	"net/http"
-	"sync/atomic"
 	"time"
 
 	"github.com/skiffkv/skiff"
@@ -18,21 +16,22 @@ import (
 // leadership over if it leads and closes the node, so that the cluster
 // elects no new leader by timeout and loses no time.
 func runServe(ctx context.Context, e *env, fs *flag.FlagSet, args []string) error {
-	sf, cfg, err := serveConfig(fs, args)
+	sf, cfg, err := serveConfig(fs, args, e.stderr)
 	if err != nil {
 		return err
 	}
-	logger, err := newLogger(e.stderr, sf.logFormat, sf.logLevel)
-	if err != nil {
-		return err
-	}
-	cfg.Logger = logger
+	logger := cfg.Logger
 	var ops *opsServer
 	if sf.metricsAddr != "" {
 		if ops, err = startOps(sf.metricsAddr, logger); err != nil {
 			return err
 		}
 		defer ops.close()
+		// Raft's metrics are counted from here, so that the elections and
+		// log replay of opening the node are in them.
+		skiff.RaftCollector()
+	} else if sf.pprof {
+		return usagef("--pprof needs --metrics-addr")
 	}
 	node, err := skiff.Open(ctx, cfg)
 	if err != nil {
@@ -42,7 +41,7 @@ func runServe(ctx context.Context, e *env, fs *flag.FlagSet, args []string) erro
 		return fmt.Errorf("serve: %w", err)
 	}
 	if ops != nil {
-		ops.attach(node)
+		ops.attach(node, skiff.HTTPOptions{Pprof: sf.pprof})
 	}
 	logger.Info("serving", "id", node.ID(), "addr", node.Addr(), "client_addr", node.ClientAddr(), "dir", cfg.Dir)
 	select {
@@ -55,8 +54,8 @@ func runServe(ctx context.Context, e *env, fs *flag.FlagSet, args []string) erro
 }
 
 // serveConfig reads serve's flags, environment and config file into a
-// Config.
-func serveConfig(fs *flag.FlagSet, args []string) (*serveFlags, skiff.Config, error) {
+// Config, whose Logger writes to stderr.
+func serveConfig(fs *flag.FlagSet, args []string, stderr io.Writer) (*serveFlags, skiff.Config, error) {
 	sf := defineServeFlags(fs)
 	rest, err := parseFlags(fs, args)
 	if err != nil {
@@ -68,7 +67,11 @@ func serveConfig(fs *flag.FlagSet, args []string) (*serveFlags, skiff.Config, er
 	if err := applyEnvAndFile(fs, &sf.configFile); err != nil {
 		return nil, skiff.Config{}, err
 	}
-	cfg, err := sf.config()
+	logger, err := newLogger(stderr, sf.logFormat, sf.logLevel)
+	if err != nil {
+		return nil, skiff.Config{}, err
+	}
+	cfg, err := sf.config(logger)
 	return sf, cfg, err
 }
 
@@ -95,53 +98,4 @@ func shutdown(n *skiff.Node, log *slog.Logger, timeout time.Duration) error {
 	}
 	log.Info("stopped")
 	return nil
-}
-
-// opsServer serves --metrics-addr. It listens from the start, answering
-// 503 until the node is open, so that a probe sees a node that is still
-// loading its snapshot as not ready rather than as absent.
-type opsServer struct {
-	srv *http.Server
-	h   atomic.Pointer[http.Handler]
-}
-
-func startOps(addr string, log *slog.Logger) (*opsServer, error) {
-	l, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, usagef("--metrics-addr: %v", err)
-	}
-	o := &opsServer{}
-	o.srv = &http.Server{Handler: o, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
-	go func() {
-		if err := o.srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Error("--metrics-addr stopped serving", "err", err)
-		}
-	}()
-	if !opsServed() {
-		log.Warn("this build serves no metrics or health endpoints on --metrics-addr yet: every path answers 404", "addr", l.Addr().String())
-	}
-	return o, nil
-}
-
-func (o *opsServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	h := o.h.Load()
-	if h == nil {
-		http.Error(w, "skiff: the node is starting", http.StatusServiceUnavailable)
-		return
-	}
-	(*h).ServeHTTP(w, r)
-}
-
-func (o *opsServer) attach(n *skiff.Node) {
-	h := http.NotFoundHandler()
-	if opsServed() {
-		h = opsHandler(n)
-	}
-	o.h.Store(&h)
-}
-
-func (o *opsServer) close() {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	_ = o.srv.Shutdown(ctx)
 }

@@ -16,8 +16,11 @@ import (
 // file read or a value parsed. What skiff.Open checks itself (required
 // fields, ranges, consistency of the trust settings) is left to it, so
 // the rules live in one place; it fails with ErrConfig, exit code 2.
-func (s *serveFlags) config() (skiff.Config, error) {
+// logger becomes Config.Logger, and also logs certificates that change
+// on disk but cannot be loaded.
+func (s *serveFlags) config(logger *slog.Logger) (skiff.Config, error) {
 	c := s.cfg
+	c.Logger = logger
 	c.LogStore = skiff.LogStoreKind(s.logStore)
 	for _, p := range s.initial {
 		id, addr, ok := strings.Cut(p, "=")
@@ -45,10 +48,10 @@ func (s *serveFlags) config() (skiff.Config, error) {
 			return c, err
 		}
 	}
-	if c.TLS, err = serverTLS(s.tlsCert, s.tlsKey, s.tlsCA, s.tlsClientAuth); err != nil {
+	if c.TLS, err = serverTLS(s, logger); err != nil {
 		return c, err
 	}
-	c.PeerTLS, err = peerTLS(s)
+	c.PeerTLS, err = peerTLS(s, logger)
 	return c, err
 }
 
@@ -109,69 +112,52 @@ func readTokens(path string) (map[string]skiff.Role, error) {
 	return out, nil
 }
 
-// serverTLS builds the TLS config the node serves its ports with.
-func serverTLS(cert, key, ca, clientAuth string) (*tls.Config, error) {
-	if cert == "" && key == "" {
-		if ca != "" || clientAuth != "" {
+// serverTLS builds the TLS config the node serves its ports with, and
+// dials its peers with unless peerTLS gives another. It reads the
+// certificate, key and CA again when they change on disk (see
+// skiff.ReloadingTLS), so certificates rotate without a restart.
+func serverTLS(s *serveFlags, logger *slog.Logger) (*tls.Config, error) {
+	if s.tlsCert == "" && s.tlsKey == "" {
+		if s.tlsCA != "" || s.tlsClientAuth != "" {
 			return nil, usagef("--tls-ca and --tls-client-auth need --tls-cert and --tls-key")
 		}
 		return nil, nil
 	}
-	pair, err := loadPair(cert, key, "--tls-cert", "--tls-key")
-	if err != nil {
-		return nil, err
+	// With --tls-ca, ReloadingTLS requires and verifies client
+	// certificates; --tls-client-auth says otherwise.
+	cfg, err := reloadingTLS(s.tlsCert, s.tlsKey, s.tlsCA, "--tls-cert", "--tls-key", logger)
+	if err != nil || s.tlsClientAuth == "" {
+		return cfg, err
 	}
-	cfg := &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}
-	if ca != "" {
-		if cfg.ClientCAs, err = loadPool(ca); err != nil {
-			return nil, err
-		}
-		cfg.RootCAs = cfg.ClientCAs // the node dials peers with this config too
-		cfg.ClientAuth = tls.RequireAndVerifyClientCert
+	modes := map[string]tls.ClientAuthType{"none": tls.NoClientCert, "request": tls.RequestClientCert,
+		"require": tls.RequireAnyClientCert, "verify-if-given": tls.VerifyClientCertIfGiven,
+		"require-and-verify": tls.RequireAndVerifyClientCert}
+	mode, ok := modes[s.tlsClientAuth]
+	if !ok {
+		return nil, usagef("--tls-client-auth: unknown mode %q", s.tlsClientAuth)
 	}
-	if clientAuth != "" {
-		modes := map[string]tls.ClientAuthType{"none": tls.NoClientCert, "request": tls.RequestClientCert,
-			"require": tls.RequireAnyClientCert, "verify-if-given": tls.VerifyClientCertIfGiven,
-			"require-and-verify": tls.RequireAndVerifyClientCert}
-		mode, ok := modes[clientAuth]
-		if !ok {
-			return nil, usagef("--tls-client-auth: unknown mode %q", clientAuth)
-		}
-		cfg.ClientAuth = mode
-	}
+	cfg.ClientAuth = mode
 	return cfg, nil
 }
 
 // peerTLS builds the config for dialing peers when it differs from the
-// serving one; nil lets skiff dial with --tls-cert and --tls-ca.
-func peerTLS(s *serveFlags) (*tls.Config, error) {
+// serving one; nil lets skiff dial with --tls-cert and --tls-ca. Like
+// serverTLS's, it follows its files as they change.
+func peerTLS(s *serveFlags, logger *slog.Logger) (*tls.Config, error) {
 	if s.peerCert == "" && s.peerKey == "" && s.peerCA == "" {
 		return nil, nil
 	}
-	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
 	cert, key := s.peerCert, s.peerKey
+	certFlag, keyFlag := "--peer-tls-cert", "--peer-tls-key"
 	if cert == "" && key == "" {
 		cert, key = s.tlsCert, s.tlsKey
-	}
-	if cert != "" || key != "" {
-		pair, err := loadPair(cert, key, "--peer-tls-cert", "--peer-tls-key")
-		if err != nil {
-			return nil, err
-		}
-		cfg.Certificates = []tls.Certificate{pair}
+		certFlag, keyFlag = "--tls-cert", "--tls-key"
 	}
 	ca := s.peerCA
 	if ca == "" {
 		ca = s.tlsCA
 	}
-	if ca != "" {
-		pool, err := loadPool(ca)
-		if err != nil {
-			return nil, err
-		}
-		cfg.RootCAs = pool
-	}
-	return cfg, nil
+	return reloadingTLS(cert, key, ca, certFlag, keyFlag, logger)
 }
 
 // newLogger builds the process's logger on w.

@@ -33,6 +33,7 @@ type serveFlags struct {
 
 	logFormat, logLevel string
 	metricsAddr         string
+	pprof               bool
 	shutdownTimeout     time.Duration
 }
 
@@ -70,14 +71,15 @@ func defineServeFlags(fs *flag.FlagSet) *serveFlags {
 	fs.StringVar(&c.ClientAdvertiseAddr, "client-advertise-addr", "", "`host:port` clients reach the client port at (default: the bound address)")
 	fs.StringVar(&s.logFormat, "log-format", "text", "log `format` on stderr: text or json")
 	fs.StringVar(&s.logLevel, "log-level", "info", "least `level` logged: debug, info, warn or error")
-	fs.StringVar(&s.metricsAddr, "metrics-addr", "", "`host:port` of an HTTP server for /metrics, /healthz and /readyz (see opsHandler)")
+	fs.StringVar(&s.metricsAddr, "metrics-addr", "", "`host:port` of an HTTP server for /metrics (Prometheus), /healthz and /readyz; no credentials asked, so keep it where operators alone reach")
+	fs.BoolVar(&s.pprof, "pprof", false, "also serve Go's profiles under /debug/pprof/ on --metrics-addr")
 	fs.DurationVar(&s.shutdownTimeout, "shutdown-timeout", 10*time.Second, "on SIGTERM or SIGINT, how long handing leadership over and closing may take")
 	return s
 }
 
 func defineTrustFlags(fs *flag.FlagSet, s *serveFlags) {
 	c := &s.cfg
-	fs.StringVar(&s.tlsCert, "tls-cert", "", "PEM `file` of the node's certificate: serve TLS (also its client certificate towards peers)")
+	fs.StringVar(&s.tlsCert, "tls-cert", "", "PEM `file` of the node's certificate: serve TLS (also its client certificate towards peers); this and the other TLS files are read again when they change, for rotation without a restart")
 	fs.StringVar(&s.tlsKey, "tls-key", "", "PEM `file` of the certificate's key")
 	fs.StringVar(&s.tlsCA, "tls-ca", "", "PEM `file` of the CA that signs peers' and clients' certificates")
 	fs.StringVar(&s.tlsClientAuth, "tls-client-auth", "", "client certificates: none, request, require, verify-if-given or require-and-verify (default: require-and-verify with --tls-ca, else none)")

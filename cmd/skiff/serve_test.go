@@ -1,23 +1,11 @@
 package main
 
 import (
-	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"flag"
-	"fmt"
 	"io"
-	"math/big"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -26,7 +14,7 @@ import (
 
 func configFor(t *testing.T, args ...string) (skiff.Config, error) {
 	t.Helper()
-	_, cfg, err := serveConfig(flag.NewFlagSet("serve", flag.ContinueOnError), args)
+	_, cfg, err := serveConfig(flag.NewFlagSet("serve", flag.ContinueOnError), args, io.Discard)
 	return cfg, err
 }
 
@@ -142,135 +130,4 @@ func freeAddr(t testing.TB) string {
 	}
 	defer l.Close()
 	return l.Addr().String()
-}
-
-// serve in-process: a one-node cluster that answers the client verbs,
-// serves the operations hook on --metrics-addr, and stops cleanly.
-func TestServeInProcess(t *testing.T) {
-	addr, ops := freeAddr(t), freeAddr(t)
-	old := opsHandler
-	opsHandler = func(n *skiff.Node) http.Handler {
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprintf(w, "node %s", n.ID()) })
-	}
-	t.Cleanup(func() { opsHandler = old })
-	var logs syncBuffer
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan int)
-	go func() {
-		done <- Run(ctx, []string{"serve", "--dir", t.TempDir(), "--id", "solo", "--bind-addr", addr,
-			"--metrics-addr", ops, "--log-format", "json", "--log-level", "debug"}, io.Discard, &logs)
-	}()
-	t.Setenv("SKIFF_ENDPOINTS", addr)
-	eventually(t, 20*time.Second, func() error {
-		if r := runCLI(t, "put", "k", "v", "--timeout", "2s"); r.code != exitOK {
-			return fmt.Errorf("%v", r)
-		}
-		return nil
-	})
-	if r := mustRun(t, exitOK, "get", "k"); r.stdout != "v\n" {
-		t.Fatalf("get printed %q", r.stdout)
-	}
-	resp, err := http.Get("http://" + ops + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if string(body) != "node solo" {
-		t.Fatalf("--metrics-addr served %q, want the hook's answer", body)
-	}
-	cancel()
-	if code := <-done; code != exitOK {
-		t.Fatalf("serve exited %d:\n%s", code, logs.String())
-	}
-	for _, want := range []string{`"msg":"serving"`, `"msg":"stopped"`, "no other voter"} {
-		if !strings.Contains(logs.String(), want) {
-			t.Errorf("serve's JSON logs lack %q:\n%s", want, logs.String())
-		}
-	}
-}
-
-// testPKI writes a CA and two certificates signed by it: a node's (DNS
-// name n1.peers.test and IP 127.0.0.1, usable as server and client) and
-// an application's (app.clients.test).
-func testPKI(t *testing.T) (ca, nodeCert, nodeKey, appCert, appKey string) {
-	t.Helper()
-	dir := t.TempDir()
-	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	caParsed, _ := x509.ParseCertificate(caDER)
-	ca = writePEM(t, dir, "ca.pem", "CERTIFICATE", caDER)
-	issue := func(name string, serial int64, ips []net.IP) (string, string) {
-		key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		tmpl := &x509.Certificate{SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: name},
-			DNSNames: []string{name}, IPAddresses: ips, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-			ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}, KeyUsage: x509.KeyUsageDigitalSignature}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, caParsed, &key.PublicKey, caKey)
-		if err != nil {
-			t.Fatal(err)
-		}
-		kb, _ := x509.MarshalECPrivateKey(key)
-		return writePEM(t, dir, name+".pem", "CERTIFICATE", der), writePEM(t, dir, name+"-key.pem", "EC PRIVATE KEY", kb)
-	}
-	nodeCert, nodeKey = issue("n1.peers.test", 2, []net.IP{net.ParseIP("127.0.0.1")})
-	appCert, appKey = issue("app.clients.test", 3, nil)
-	return
-}
-
-func writePEM(t *testing.T, dir, name, typ string, der []byte) string {
-	t.Helper()
-	p := filepath.Join(dir, name)
-	if err := os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
-
-// serve with mutual TLS, peers by certificate name and a client role by
-// certificate name; the client verbs with --cacert, --cert and --key.
-func TestServeTLS(t *testing.T) {
-	ca, nodeCert, nodeKey, appCert, appKey := testPKI(t)
-	if _, err := configFor(t, "--tls-cert", nodeCert, "--tls-key", nodeKey, "--tls-client-auth", "sometimes"); exitCode(err) != exitUsage {
-		t.Fatalf("--tls-client-auth sometimes: %v, want a usage error", err)
-	}
-	cfg, err := configFor(t, "--tls-cert", nodeCert, "--tls-key", nodeKey, "--tls-ca", ca, "--peer-tls-ca", ca)
-	if err != nil || cfg.TLS.ClientAuth != tls.RequireAndVerifyClientCert || cfg.TLS.ClientCAs == nil ||
-		cfg.PeerTLS == nil || len(cfg.PeerTLS.Certificates) != 1 || cfg.PeerTLS.RootCAs == nil {
-		t.Fatalf("TLS config: %+v, %v", cfg, err)
-	}
-	addr := freeAddr(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan int)
-	var logs syncBuffer
-	go func() {
-		done <- Run(ctx, []string{"serve", "--dir", t.TempDir(), "--bind-addr", addr, "--tls-cert", nodeCert, "--tls-key", nodeKey,
-			"--tls-ca", ca, "--peer-names", "*.peers.test", "--client-names", "app.clients.test=readwrite"}, io.Discard, &logs)
-	}()
-	t.Cleanup(func() {
-		cancel()
-		if code := <-done; code != exitOK {
-			t.Errorf("serve exited %d:\n%s", code, logs.String())
-		}
-	})
-	t.Setenv("SKIFF_ENDPOINTS", addr)
-	t.Setenv("SKIFF_CACERT", ca)
-	eventually(t, 20*time.Second, func() error {
-		if r := runCLI(t, "put", "k", "v", "--cert", appCert, "--key", appKey, "--timeout", "2s"); r.code != exitOK {
-			return fmt.Errorf("%v", r)
-		}
-		return nil
-	})
-	mustRun(t, exitOK, "--cert", appCert, "--key", appKey, "get", "k")
-	mustRun(t, exitOK, "--cert", appCert, "--key", appKey, "members")
-	mustRun(t, exitDenied, "--cert", appCert, "--key", appKey, "transfer-leader") // readwrite is no admin
-	mustRun(t, exitUsage, "get", "k", "--cert", appCert)                          // a certificate without its key
-	// Without a client certificate the handshake fails: the node is
-	// unavailable to this client.
-	mustRun(t, exitUnavailable, "get", "k", "--timeout", "2s")
 }

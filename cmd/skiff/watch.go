@@ -51,7 +51,13 @@ func runWatch(ctx context.Context, e *env, fs *flag.FlagSet, args []string) erro
 		return errorf("watch", err)
 	}
 	defer closeClient(cl)
-	return errorf("watch", e.watch(ctx, cl, args[0], *count, opts))
+	err = e.watch(ctx, cl, args[0], *count, opts)
+	if errors.Is(err, skiff.ErrCompacted) {
+		// The history moved on (or the watch fell behind it): what is
+		// left is to start again from the state as it is.
+		err = fmt.Errorf("%w; start again from the current state with --initial", err)
+	}
+	return errorf("watch", err)
 }
 
 func (e *env) watch(ctx context.Context, cl *skiff.Client, prefix string, count int, opts []skiff.WatchOption) error {
