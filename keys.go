@@ -18,6 +18,12 @@ import (
 // segment boundaries: "users" and "users/" both mean every key below
 // "users/", and neither matches "usersx" or "users" itself.
 
+// ValidKey reports why key cannot be a key on any node, or nil: the
+// rules above, and at most 64 KiB (a node's Config.MaxKeySize may allow
+// less). The error matches ErrInvalidKey or ErrKeyTooLarge. A program may
+// check keys it takes from its users before it sends them.
+func ValidKey(key string) error { return validateKey(key, maxKeySizeLimit) }
+
 // validateKey reports why key is not a valid key, or nil.
 func validateKey(key string, maxSize int) error {
 	if len(key) > maxSize {

@@ -158,6 +158,9 @@ func TestBadInputIsRejectedAndChangesNothing(t *testing.T) {
 				wantErr(t, "Create", err, tc.want)
 				_, err = n.CompareAndSwap(ctx, tc.key, tc.value, 1)
 				wantErr(t, "CompareAndSwap", err, tc.want)
+				if tc.want == skiff.ErrInvalidKey {
+					wantErr(t, "ValidKey", skiff.ValidKey(tc.key), tc.want)
+				}
 				if tc.value == nil {
 					wantErr(t, "Delete", n.Delete(ctx, tc.key), tc.want)
 					_, err = n.Get(ctx, tc.key)
@@ -166,6 +169,10 @@ func TestBadInputIsRejectedAndChangesNothing(t *testing.T) {
 			}
 		})
 	}
+	if err := skiff.ValidKey(strings.Repeat("k", 65)); err != nil {
+		t.Fatalf("ValidKey of a 65-byte key = %v: only a node's own limit refuses it", err)
+	}
+	wantErr(t, "ValidKey(65 KiB)", skiff.ValidKey(strings.Repeat("k", 65<<10)), skiff.ErrKeyTooLarge)
 	_, err := leader.CompareAndSwap(ctx, "a", nil, 0)
 	wantErr(t, "CompareAndSwap(revision 0)", err, skiff.ErrInvalidArgument)
 	_, err = leader.List(ctx, "a", skiff.WithLimit(-1))

@@ -53,11 +53,11 @@ func checkedClientVerb(ctx context.Context, e *env, fs *flag.FlagSet, args []str
 func runPut(ctx context.Context, e *env, fs *flag.FlagSet, args []string) error {
 	create := fs.Bool("create", false, "set the key only if it does not exist (exit 4 if it does)")
 	rev := fs.Uint64("rev", 0, "set the key only if its revision is `REV` (exit 4 otherwise)")
-	check := func([]string) error {
+	check := func(args []string) error {
 		if *create && *rev != 0 {
 			return usagef("--create and --rev exclude each other")
 		}
-		return nil
+		return checkKey(args)
 	}
 	return checkedClientVerb(ctx, e, fs, args, 2, 2, "KEY and VALUE", defaultTimeout, check, func(ctx context.Context, cl *skiff.Client, args []string) error {
 		key, value := args[0], []byte(args[1])
@@ -87,6 +87,14 @@ func runPut(ctx context.Context, e *env, fs *flag.FlagSet, args []string) error 
 	})
 }
 
+// checkKey refuses a first argument that no node takes as a key.
+func checkKey(args []string) error {
+	if err := skiff.ValidKey(args[0]); err != nil {
+		return usagef("%v", err)
+	}
+	return nil
+}
+
 // readValue reads a value from r, refusing one larger than any node
 // accepts.
 func readValue(r io.Reader) ([]byte, error) {
@@ -102,7 +110,7 @@ func readValue(r io.Reader) ([]byte, error) {
 
 func runGet(ctx context.Context, e *env, fs *flag.FlagSet, args []string) error {
 	stale := fs.Bool("stale", false, "read the answering node's state without asking the leader (may miss recent writes)")
-	return clientVerb(ctx, e, fs, args, 1, 1, "KEY", defaultTimeout, func(ctx context.Context, cl *skiff.Client, args []string) error {
+	return checkedClientVerb(ctx, e, fs, args, 1, 1, "KEY", defaultTimeout, checkKey, func(ctx context.Context, cl *skiff.Client, args []string) error {
 		var opts []skiff.ReadOption
 		if *stale {
 			opts = append(opts, skiff.Stale())
@@ -122,7 +130,7 @@ func runGet(ctx context.Context, e *env, fs *flag.FlagSet, args []string) error 
 
 func runDel(ctx context.Context, e *env, fs *flag.FlagSet, args []string) error {
 	rev := fs.Uint64("rev", 0, "delete the key only if its revision is `REV` (exit 4 otherwise)")
-	return clientVerb(ctx, e, fs, args, 1, 1, "KEY", defaultTimeout, func(ctx context.Context, cl *skiff.Client, args []string) error {
+	return checkedClientVerb(ctx, e, fs, args, 1, 1, "KEY", defaultTimeout, checkKey, func(ctx context.Context, cl *skiff.Client, args []string) error {
 		var err error
 		if *rev != 0 {
 			err = cl.DeleteIf(ctx, args[0], *rev)

@@ -131,11 +131,15 @@ func TestChecksBeforeNetwork(t *testing.T) {
 			t.Errorf("skiff %s: %v, want exit 2 and a pointer to the help", strings.Join(args, " "), r)
 		}
 	}
-	// Keys are checked by the nodes, whose limits are their own.
+	// Keys no node takes are refused here; a node's own, lower key size
+	// limit is its to check.
 	for _, c := range []struct {
 		args []string
 		want string
 	}{
+		{[]string{"put", "a//b", "v"}, "invalid key"},
+		{[]string{"get", "/a"}, "invalid key"},
+		{[]string{"del", "a\u202eb"}, "invalid key"},
 		{[]string{"put", "--create", "--rev", "3", "k", "v"}, "exclude"},
 		{[]string{"ls", "--limit", "-1"}, "negative"},
 		{[]string{"children", "--limit", "-1"}, "negative"},
