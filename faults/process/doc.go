@@ -48,8 +48,13 @@
 // After the faults heal: a write succeeds within 10 s; the final value of
 // every key, read linearizably, is explained by the acknowledged writes;
 // reads saw only values that were written and not refused; every live
-// replica holds the same keys at the same applied index. A full
-// linearizability check plugs in through checkLinearizable.
+// replica holds the same keys at the same applied index. The whole
+// history, ending with that final read, then goes through the checker the
+// in-process tier uses: faults.CheckLinearizable over the model of the
+// revisioned KV (a write of unknown outcome never returns), and
+// faults.LostWrites; a violation, a search that times out, or a lost
+// acknowledged write fails the run. TestHistoryCheck shows that doctored
+// histories fail this path.
 //
 // # Running
 //
@@ -59,7 +64,8 @@
 //	go test ./faults/process -run FailoverMeasurement -faults.measure -v
 //
 // -faults.class runs one class, -faults.duration sets how long faults are
-// injected per run, -faults.keep keeps every run's logs and data.
+// injected per run, -faults.keep keeps every run's logs and data,
+// -faults.stats=FILE appends one JSON line of figures per run to FILE.
 //
 // -short skips the tier. A failing run prints its seed, the command that
 // reproduces it, and where the nodes' logs and data are kept.

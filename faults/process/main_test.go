@@ -16,6 +16,7 @@ var (
 	flagClass    = flag.String("faults.class", "", "run only this fault class (see classes)")
 	flagDuration = flag.Duration("faults.duration", 8*time.Second, "how long faults are injected in each run")
 	flagKeep     = flag.Bool("faults.keep", false, "keep every run's logs, data dirs and history, not only a failed run's")
+	flagStats    = flag.String("faults.stats", "", "append one JSON line of figures per run to this file")
 	flagMeasure  = flag.Bool("faults.measure", false, "run TestFailoverMeasurement")
 	flagTrials   = flag.Int("faults.trials", 5, "measurement: trials per fault")
 	flagTrial    = flag.Duration("faults.trialtimeout", 20*time.Second,

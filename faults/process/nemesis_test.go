@@ -96,6 +96,7 @@ func (r *run) nemesis(t testing.TB, class faultClass, d time.Duration) {
 			break
 		}
 		class.inject(t, r)
+		r.stats.Faults++
 		hold(time.Duration(1000+r.rng.IntN(2000)) * time.Millisecond)
 		r.logf("heal")
 		r.c.heal(t)
