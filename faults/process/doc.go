@@ -38,6 +38,8 @@
 //	partition-leader             blackhole routes between the leader and its peers
 //	partition-minority           the same between a random minority and the majority
 //	partition-client             the same between the client and a majority
+//	partition-majority           the nodes split into groups none of which is a majority
+//	one-way                      packets from the leader to one follower dropped, or the reverse
 //	blackhole-leader, -random    a node's veth taken down: every packet dropped, no RST
 //
 // The partitions and blackholes need namespaces. Consecutive seeds go
