@@ -61,7 +61,7 @@
 // # Running
 //
 //	go test ./faults/process                  # a few seeded runs per tier
-//	go test ./faults/process -run NetnsFaults -faults.runs=44 -timeout=0 -v
+//	go test ./faults/process -run NetnsFaults -faults.runs=78 -timeout=0 -v  # every class, store, size
 //	go test ./faults/process -run NetnsFaults -faults.seed=N -v   # one run again
 //	go test ./faults/process -run FailoverMeasurement -faults.measure -v
 //

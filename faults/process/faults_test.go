@@ -29,7 +29,7 @@ func TestNetnsFaults(t *testing.T) {
 		t.Skip("the process tier starts a cluster of processes per run")
 	}
 	requireNetns(t)
-	runSeeds(t, true, 3)
+	runSeeds(t, true, 2)
 }
 
 // Nodes and client as processes on 127.0.0.1, with the faults that need
@@ -38,7 +38,7 @@ func TestLoopbackFaults(t *testing.T) {
 	if testing.Short() {
 		t.Skip("the process tier starts a cluster of processes per run")
 	}
-	runSeeds(t, false, 2)
+	runSeeds(t, false, 1)
 }
 
 func runSeeds(t *testing.T, netns bool, defaultRuns int) {
