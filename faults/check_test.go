@@ -153,7 +153,9 @@ func writesAndReads(ops []Op) ([]Op, map[string]Entry) {
 }
 
 // injectStaleRead adds a Get, after a write W has returned, that sees the
-// state W replaced. W is one that reads saw, so that it is not lost too.
+// state W replaced. The read must not make a write look lost too: W and
+// every other acknowledged write of the key that the stale state predates
+// and that returned before the read are ones that reads saw.
 func injectStaleRead(t testing.TB, ops []Op) []Op {
 	t.Helper()
 	ws, seen := writesAndReads(ops)
@@ -163,13 +165,25 @@ func injectStaleRead(t testing.TB, ops []Op) []Op {
 		}
 		for _, prev := range ws {
 			e, ok := seen[prev.Value]
-			if prev.Key == w.Key && ok && e.Mod == prev.OutRev && prev.OutRev < w.OutRev {
+			if prev.Key == w.Key && ok && e.Mod == prev.OutRev && prev.OutRev < w.OutRev &&
+				allSeen(ws, seen, w.Key, prev.OutRev, w.Return+1) {
 				return append(ops, Op{Client: 99, Kind: Get, Key: w.Key, Outcome: OK, Got: e, Call: w.Return + 1, Return: w.Return + 2})
 			}
 		}
 	}
 	t.Fatal("no write in the history replaced a state that a read saw")
 	return nil
+}
+
+// allSeen reports whether reads saw every acknowledged write of key above
+// revision after that returned before time before.
+func allSeen(ws []Op, seen map[string]Entry, key string, after uint64, before int64) bool {
+	for _, w := range ws {
+		if _, ok := seen[w.Value]; !ok && w.Key == key && w.OutRev > after && w.Return < before {
+			return false
+		}
+	}
+	return true
 }
 
 // injectDroppedWrite picks an acknowledged write W that reads saw after it

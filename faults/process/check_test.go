@@ -9,10 +9,42 @@ import (
 	"github.com/skiffkv/skiff/faults"
 )
 
-// checkLinearizable, when set, checks every run's whole history for
-// linearizability; the checker in faults/check.go plugs in here. The
-// invariants below are weaker, and need no search.
-var checkLinearizable func(ops []faults.Op) error
+// linearizeTimeout bounds the linearizability search of one run.
+const linearizeTimeout = 2 * time.Minute
+
+// historyResult is what the fault suite's shared checker found in a run's
+// whole history.
+type historyResult struct {
+	// err is faults.CheckLinearizable's answer: nil, ErrNotLinearizable
+	// naming the visualization, or ErrCheckTimeout.
+	err  error
+	lost []faults.Op // acknowledged writes that later reads show forgotten
+	took time.Duration
+}
+
+// checkHistory checks a run's whole history with the checker both tiers
+// share: linearizability over the model of the revisioned KV, and
+// acknowledged writes that a later read shows were lost. dir receives the
+// visualization of a violation. The invariants below are weaker, and need
+// no search; the two together say both "something is wrong" and what.
+func checkHistory(ops []faults.Op, dir string) historyResult {
+	start := time.Now()
+	err := faults.CheckLinearizable(ops, faults.CheckOptions{Dir: dir, Name: "linearizability", Timeout: linearizeTimeout})
+	return historyResult{err: err, lost: faults.LostWrites(ops), took: time.Since(start)}
+}
+
+// failures returns one message per problem the checker found; a search
+// that ran out of time is one too, since it proves nothing.
+func (h historyResult) failures() []string {
+	var out []string
+	if h.err != nil {
+		out = append(out, fmt.Sprintf("linearizability: %v", h.err))
+	}
+	for _, w := range h.lost {
+		out = append(out, fmt.Sprintf("lost acknowledged write: %s", describe(w)))
+	}
+	return out
+}
 
 // violation is one broken invariant. lost marks an acknowledged write the
 // final state does not explain.

@@ -34,6 +34,10 @@ type finalResult struct {
 	Rev      uint64 // the final linearizable listing
 	KVs      []faults.Entry
 	ListErr  string `json:",omitempty"`
+	// ListOp is the final listing as an operation of the history, by a
+	// client of its own, so that the checker sees the state every write
+	// must be explained by.
+	ListOp *faults.Op `json:",omitempty"`
 }
 
 // writeRecord is one write of the measuring writer, in Unix nanoseconds
@@ -106,7 +110,7 @@ func runWorkload(cl *skiff.Client, spec clientSpec, commands <-chan string) erro
 			}
 			emit("stopped", len(ops))
 		case "final":
-			emit("final", finalReads(cl))
+			emit("final", finalReads(cl, rec, spec.Clients))
 		case "quit":
 			cancel()
 			return nil
@@ -138,8 +142,9 @@ func writeHistory(path string, ops []faults.Op) error {
 
 // finalReads writes until a write succeeds (that write also makes every
 // entry before it committed or gone for good), then lists the workload's
-// keys linearizably.
-func finalReads(cl *skiff.Client) finalResult {
+// keys linearizably, recording the listing that succeeded on rec's clock
+// as client id's.
+func finalReads(cl *skiff.Client, rec *faults.Recorder, id int) finalResult {
 	var res finalResult
 	err := untilOK(20*time.Second, func(ctx context.Context) error {
 		_, err := cl.Put(ctx, probeKey, []byte("after the faults"))
@@ -151,12 +156,16 @@ func finalReads(cl *skiff.Client) finalResult {
 		res.WriteOK = time.Now().UnixNano()
 	}
 	err = untilOK(10*time.Second, func(ctx context.Context) error {
+		op := faults.Op{Client: id, Kind: faults.List, Outcome: faults.OK, Call: rec.Now()}
 		l, err := cl.List(ctx, workloadPrefix)
+		op.Return = rec.Now()
 		if err == nil {
 			res.Rev, res.KVs = l.Revision, nil
 			for _, kv := range l.KVs {
 				res.KVs = append(res.KVs, entryOf(kv))
 			}
+			op.Listed = res.KVs
+			res.ListOp = &op
 		}
 		return err
 	})

@@ -38,6 +38,8 @@
 //	partition-leader             blackhole routes between the leader and its peers
 //	partition-minority           the same between a random minority and the majority
 //	partition-client             the same between the client and a majority
+//	partition-majority           the nodes split into groups none of which is a majority
+//	one-way                      packets from the leader to one follower dropped, or the reverse
 //	blackhole-leader, -random    a node's veth taken down: every packet dropped, no RST
 //
 // The partitions and blackholes need namespaces. Consecutive seeds go
@@ -48,18 +50,24 @@
 // After the faults heal: a write succeeds within 10 s; the final value of
 // every key, read linearizably, is explained by the acknowledged writes;
 // reads saw only values that were written and not refused; every live
-// replica holds the same keys at the same applied index. A full
-// linearizability check plugs in through checkLinearizable.
+// replica holds the same keys at the same applied index. The whole
+// history, ending with that final read, then goes through the checker the
+// in-process tier uses: faults.CheckLinearizable over the model of the
+// revisioned KV (a write of unknown outcome never returns), and
+// faults.LostWrites; a violation, a search that times out, or a lost
+// acknowledged write fails the run. TestHistoryCheck shows that doctored
+// histories fail this path.
 //
 // # Running
 //
 //	go test ./faults/process                  # a few seeded runs per tier
-//	go test ./faults/process -run NetnsFaults -faults.runs=44 -timeout=0 -v
+//	go test ./faults/process -run NetnsFaults -faults.runs=78 -timeout=0 -v  # every class, store, size
 //	go test ./faults/process -run NetnsFaults -faults.seed=N -v   # one run again
 //	go test ./faults/process -run FailoverMeasurement -faults.measure -v
 //
 // -faults.class runs one class, -faults.duration sets how long faults are
-// injected per run, -faults.keep keeps every run's logs and data.
+// injected per run, -faults.keep keeps every run's logs and data,
+// -faults.stats=FILE appends one JSON line of figures per run to FILE.
 //
 // -short skips the tier. A failing run prints its seed, the command that
 // reproduces it, and where the nodes' logs and data are kept.

@@ -29,7 +29,7 @@ func TestNetnsFaults(t *testing.T) {
 		t.Skip("the process tier starts a cluster of processes per run")
 	}
 	requireNetns(t)
-	runSeeds(t, true, 3)
+	runSeeds(t, true, 2)
 }
 
 // Nodes and client as processes on 127.0.0.1, with the faults that need
@@ -38,10 +38,14 @@ func TestLoopbackFaults(t *testing.T) {
 	if testing.Short() {
 		t.Skip("the process tier starts a cluster of processes per run")
 	}
-	runSeeds(t, false, 2)
+	runSeeds(t, false, 1)
 }
 
 func runSeeds(t *testing.T, netns bool, defaultRuns int) {
+	tier := "loopback"
+	if netns {
+		tier = "netns"
+	}
 	for _, seed := range seeds(defaultRuns) {
 		p, ok := planFor(seed, netns)
 		if !ok {
@@ -49,12 +53,19 @@ func runSeeds(t *testing.T, netns bool, defaultRuns int) {
 		}
 		name := fmt.Sprintf("seed=%d/%s/%s/%d", seed, p.class.name, p.store, p.size)
 		t.Run(name, func(t *testing.T) {
+			st := &runStats{Tier: tier, Seed: seed, Class: p.class.name, Store: string(p.store), Nodes: p.size}
+			start := time.Now()
+			// Registered first, so it runs last: after the cluster is gone
+			// and its files are kept or removed.
 			t.Cleanup(func() {
+				st.RunSecs, st.TestFailed = time.Since(start).Seconds(), t.Failed()
+				writeStats(t, st)
 				if t.Failed() {
-					t.Logf("reproduce: %s", reproduce(t, seed))
+					t.Logf("seed %d (%s, %s, %d-node cluster, %s) failed; reproduce with:\n\t%s",
+						seed, p.class.name, p.store, p.size, tier, reproduce(t, seed))
 				}
 			})
-			runOnce(t, seed, p, netns)
+			runOnce(t, seed, p, netns, st)
 		})
 	}
 }
@@ -104,6 +115,7 @@ type run struct {
 	c     *cluster
 	rng   *rand.Rand
 	start time.Time
+	stats *runStats
 	// injected: a fault of a once class has taken effect.
 	injected bool
 	healed   time.Time // when the last fault was undone
@@ -115,13 +127,13 @@ func (r *run) logf(format string, args ...any) {
 }
 
 // runOnce starts a cluster and the client, injects p's fault class for
-// -faults.duration, heals, and checks.
-func runOnce(t *testing.T, seed int64, p plan, netns bool) {
+// -faults.duration, heals, and checks; st receives the run's figures.
+func runOnce(t *testing.T, seed int64, p plan, netns bool, st *runStats) {
 	c := newCluster(t, clusterOpts{size: p.size, store: p.store, timing: faultTiming, snapshotEvery: 400, netns: netns})
 	if c.leader(15*time.Second) == nil {
 		t.Fatalf("a new cluster of %d elected no leader within 15s", p.size)
 	}
-	r := &run{t: t, seed: seed, c: c, rng: newRNG(seed), start: time.Now()}
+	r := &run{t: t, seed: seed, c: c, rng: newRNG(seed), start: time.Now(), stats: st}
 	history := filepath.Join(c.base, "history.jsonl")
 	cl := c.startClient(t, clientSpec{Seed: seed, Clients: 4, History: history})
 	r.logf("cluster of %d (%s) up, client running; faults for %v; logs and data in %s", p.size, p.store, *flagDuration, c.base)
@@ -142,6 +154,13 @@ func runOnce(t *testing.T, seed int64, p plan, netns bool) {
 	var fin finalResult
 	if err := json.Unmarshal([]byte(m.body), &fin); err != nil {
 		t.Fatal(err)
+	}
+	if fin.ListOp != nil {
+		// The history file keeps what was checked, for a failure's reader.
+		ops = append(ops, *fin.ListOp)
+		if err := writeHistory(history, ops); err != nil {
+			t.Error(err)
+		}
 	}
 	r.check(t, p, ops, fin)
 }
@@ -166,8 +185,10 @@ func readHistory(t testing.TB, path string) []faults.Op {
 	}
 }
 
-// check runs every check on a healed cluster and logs the run's RESULT
-// line.
+// check runs every check on a healed cluster: the first write after
+// healing, the invariants, the replicas, the shared checker over the
+// whole history (ops ends with the final listing); it logs the run's
+// RESULT line.
 func (r *run) check(t *testing.T, p plan, ops []faults.Op, fin finalResult) {
 	writeAfter := time.Unix(0, fin.WriteOK).Sub(r.healed)
 	switch {
@@ -188,28 +209,22 @@ func (r *run) check(t *testing.T, p plan, ops []faults.Op, fin finalResult) {
 		vs = append(vs, checkStale(ops)...)
 		r.checkReplicas(t, fin)
 	}
-	lost := 0
 	for _, v := range vs {
 		t.Error(v.msg)
-		if v.lost {
-			lost++
-		}
 	}
-	if checkLinearizable != nil {
-		if err := checkLinearizable(ops); err != nil {
-			t.Errorf("history not linearizable: %v", err)
-		}
+	h := checkHistory(ops, r.c.base)
+	for _, msg := range h.failures() {
+		t.Error(msg)
 	}
 	for _, n := range r.c.nodes {
 		r.c.checkExit(t, n)
 	}
-	count := map[faults.Outcome]int{}
-	for _, op := range ops {
-		count[op.Outcome]++
-	}
-	r.logf("RESULT seed=%d class=%s store=%s nodes=%d ops=%d ok=%d failed=%d unknown=%d violations=%d lost=%d write-after-heal=%v",
-		r.seed, p.class.name, p.store, p.size, len(ops), count[faults.OK], count[faults.Failed], count[faults.Unknown],
-		len(vs), lost, writeAfter.Round(time.Millisecond))
+	r.stats.record(ops, vs, h, writeAfter)
+	s := r.stats
+	r.logf("RESULT seed=%d class=%s store=%s nodes=%d ops=%d ok=%d failed=%d unknown=%d violations=%d lost=%d "+
+		"linearizable=%s (%d lost per reads, checked in %v) write-after-heal=%v",
+		r.seed, p.class.name, p.store, p.size, s.Ops, s.OK, s.Failed, s.Unknown, s.Violations, s.LostFinal,
+		s.Linearizable, s.LostReads, h.took.Round(time.Millisecond), writeAfter.Round(time.Millisecond))
 }
 
 // checkReplicas waits until every running node has applied the same

@@ -12,10 +12,11 @@ var (
 	flagSeed = flag.Int64("faults.seed", 0,
 		"seed of the first run (0: one from the clock); with a seed and no -faults.runs, one run")
 	flagRuns = flag.Int("faults.runs", 0,
-		"seeded runs per tier, seeds counting up from -faults.seed (0: 3 with namespaces, 2 on loopback)")
+		"seeded runs per tier, seeds counting up from -faults.seed (0: 2 with namespaces, 1 on loopback)")
 	flagClass    = flag.String("faults.class", "", "run only this fault class (see classes)")
 	flagDuration = flag.Duration("faults.duration", 8*time.Second, "how long faults are injected in each run")
 	flagKeep     = flag.Bool("faults.keep", false, "keep every run's logs, data dirs and history, not only a failed run's")
+	flagStats    = flag.String("faults.stats", "", "append one JSON line of figures per run to this file")
 	flagMeasure  = flag.Bool("faults.measure", false, "run TestFailoverMeasurement")
 	flagTrials   = flag.Int("faults.trials", 5, "measurement: trials per fault")
 	flagTrial    = flag.Duration("faults.trialtimeout", 20*time.Second,

@@ -64,6 +64,29 @@ var classes = []faultClass{
 		}
 		r.c.top.cut(t, []*endpoint{r.c.clientEp}, r.endpoints(r.others(m...)))
 	}},
+	{name: "partition-majority", netns: true, sizes: []int{3, 5}, inject: func(t testing.TB, r *run) {
+		groups := r.split()
+		var names [][]string
+		for _, g := range groups {
+			names = append(names, ids(g))
+		}
+		r.logf("split with no majority on any side: %v", names)
+		for i := range groups {
+			for _, g := range groups[i+1:] {
+				r.c.top.cut(t, r.endpoints(groups[i]), r.endpoints(g))
+			}
+		}
+	}},
+	{name: "one-way", netns: true, sizes: []int{3, 5}, inject: func(t testing.TB, r *run) {
+		l := r.leader()
+		f := r.others(l)[r.rng.IntN(len(r.c.nodes)-1)]
+		from, to := l, f
+		if r.rng.IntN(2) == 0 {
+			from, to = f, l
+		}
+		r.logf("packets from %s to %s dropped, the other way open (leader %s)", from.spec.ID, to.spec.ID, l.spec.ID)
+		r.c.top.cutOneWay(t, from.ep, to.ep)
+	}},
 	{name: "blackhole-leader", netns: true, sizes: []int{3, 5}, inject: func(t testing.TB, r *run) {
 		r.c.top.isolate(t, r.target(r.leader(), "blackholed (veth down, every packet dropped): leader").ep)
 	}},
@@ -96,6 +119,7 @@ func (r *run) nemesis(t testing.TB, class faultClass, d time.Duration) {
 			break
 		}
 		class.inject(t, r)
+		r.stats.Faults++
 		hold(time.Duration(1000+r.rng.IntN(2000)) * time.Millisecond)
 		r.logf("heal")
 		r.c.heal(t)
@@ -169,6 +193,22 @@ func (r *run) minority() []*node {
 	return out
 }
 
+// split returns the nodes in random groups, none a majority: each node
+// alone in a cluster of three, 2, 2 and 1 in a cluster of five.
+func (r *run) split() [][]*node {
+	var groups [][]*node
+	perm := r.rng.Perm(len(r.c.nodes))
+	for len(perm) > 0 {
+		k := min(len(perm), (len(r.c.nodes)-1)/2)
+		var g []*node
+		for _, i := range perm[:k] {
+			g = append(g, r.c.nodes[i])
+		}
+		groups, perm = append(groups, g), perm[k:]
+	}
+	return groups
+}
+
 // others returns the nodes not in ns.
 func (r *run) others(ns ...*node) []*node {
 	var out []*node
@@ -180,6 +220,14 @@ func (r *run) others(ns ...*node) []*node {
 		if !in {
 			out = append(out, n)
 		}
+	}
+	return out
+}
+
+func ids(ns []*node) []string {
+	var out []string
+	for _, n := range ns {
+		out = append(out, n.spec.ID)
 	}
 	return out
 }

@@ -169,6 +169,20 @@ func (top *topology) cut(t testing.TB, as, bs []*endpoint) {
 	}
 }
 
+// cutOneWay drops every packet from one endpoint to another with a
+// blackhole route on the sender's side; packets the other way still
+// arrive. TCP needs both ways, so a connection from "from" fails at once,
+// while one from "to" hangs unanswered (its replies are dropped).
+func (top *topology) cutOneWay(t testing.TB, from, to *endpoint) {
+	t.Helper()
+	r := [2]string{from.ns, to.ip}
+	if slices.Contains(top.routes, r) {
+		return
+	}
+	ipCmd(t, "-n", r[0], "route", "add", "blackhole", r[1]+"/32")
+	top.routes = append(top.routes, r)
+}
+
 // isolate takes e's port on the bridge down: every packet to or from e
 // is dropped in silence, while e's own link stays configured.
 func (top *topology) isolate(t testing.TB, e *endpoint) {
