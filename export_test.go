@@ -1,7 +1,10 @@
 package skiff
 
 import (
+	"context"
+	"fmt"
 	"strconv"
+	"sync"
 
 	"github.com/hashicorp/raft"
 )
@@ -51,4 +54,36 @@ func ClientLeader(c *Client) string {
 	c.route.mu.Lock()
 	defer c.route.mu.Unlock()
 	return c.route.leader
+}
+
+// LoseLeadershipAfterRemoval makes n's next removal of a member report,
+// once the removal has taken effect, that leadership was lost: what Raft
+// answers now and then when a leader steps down as the change commits
+// (always possible when it removed itself).
+func LoseLeadershipAfterRemoval(n *Node) {
+	var once sync.Once
+	n.leaderAt = func(ctx context.Context) (leader, error) {
+		l, err := n.findLeader(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return removalThenLost{leader: l, once: &once}, nil
+	}
+}
+
+type removalThenLost struct {
+	leader
+	once *sync.Once
+}
+
+func (r removalThenLost) removeMember(ctx context.Context, id string) error {
+	if err := r.leader.removeMember(ctx, id); err != nil {
+		return err
+	}
+	lost := false
+	r.once.Do(func() { lost = true })
+	if lost {
+		return fmt.Errorf("%w: %w", ErrNotLeader, raft.ErrLeadershipLost)
+	}
+	return nil
 }

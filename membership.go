@@ -220,7 +220,23 @@ func (n *Node) RemoveServer(ctx context.Context, id string) error {
 	if err := validateID(id); err != nil {
 		return err
 	}
-	return n.changeOnLeader(ctx, func(ctx context.Context, l leader) error { return l.removeMember(ctx, id) })
+	// A removal that took effect can still fail: Raft may answer that
+	// leadership was lost when the leader stepped down as the change
+	// committed (always possible when it removed itself). The change is
+	// then retried, and finds the member gone: that is what was asked.
+	tried := false
+	err := n.changeOnLeader(ctx, func(ctx context.Context, l leader) error {
+		err := l.removeMember(ctx, id)
+		if tried && errors.Is(err, ErrNotMember) {
+			return nil
+		}
+		tried = true
+		return err
+	})
+	if id == n.id && errors.Is(err, errRemoved) {
+		return nil
+	}
+	return err
 }
 
 func (n *Node) removeMemberLocal(ctx context.Context, id string) error {

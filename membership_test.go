@@ -278,3 +278,28 @@ func TestLeaderRemovesItself(t *testing.T) {
 		t.Fatalf("members = %v, want the two others", ms)
 	}
 }
+
+// A removal that took effect is not reported as failed when Raft's answer
+// to it is lost with the leadership (the leader stepped down as the change
+// committed) and the retry finds the member already gone: whether the
+// leader removed a follower or itself.
+func TestRemovalAnsweredLateSucceeds(t *testing.T) {
+	c := skifftest.NewCluster(t, 3, nil)
+	l := c.Node(c.WaitForLeader())
+	ctx := testCtx(t)
+	f := c.Node(follower(t, []*skiff.Node{c.Node(0), c.Node(1), c.Node(2)}))
+	skiff.LoseLeadershipAfterRemoval(l)
+	if err := l.RemoveServer(ctx, f.ID()); err != nil {
+		t.Fatalf("RemoveServer(follower) whose answer was lost: %v", err)
+	}
+	if ms := members(t, l); len(ms) != 2 {
+		t.Fatalf("members = %v, want two", ms)
+	}
+	skiff.LoseLeadershipAfterRemoval(l)
+	if err := l.RemoveServer(ctx, l.ID()); err != nil {
+		t.Fatalf("RemoveServer(itself) whose answer was lost: %v", err)
+	}
+	if err := l.RemoveServer(ctx, "never-a-member"); !errors.Is(err, skiff.ErrNotMember) {
+		t.Fatalf("RemoveServer(never-a-member) = %v, want ErrNotMember", err)
+	}
+}
