@@ -62,7 +62,7 @@ func TestReadinessFollowsTheLeader(t *testing.T) {
 	if code, _ := get(t, h, "/healthz"); code != http.StatusOK {
 		t.Errorf("GET /healthz on the cut-off node = %d, want 200", code)
 	}
-	if v := scrapeMetrics(t, h).must(t, "skiff_ready"); v != 0 {
+	if v := scrapeMetrics(t, h).Must(t, "skiff_ready"); v != 0 {
 		t.Errorf("skiff_ready on the cut-off node = %v, want 0", v)
 	}
 
@@ -112,7 +112,7 @@ func TestHTTPHandlerEndpoints(t *testing.T) {
 		}
 	}
 	// Metrics still answer for a closed node.
-	if v := scrapeMetrics(t, plainH).must(t, "skiff_node_state", "state", "shutdown"); v != 1 {
+	if v := scrapeMetrics(t, plainH).Must(t, "skiff_node_state", "state", "shutdown"); v != 1 {
 		t.Errorf("skiff_node_state{state=shutdown} after Close = %v, want 1", v)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/skiffkv/skiff"
+	"github.com/skiffkv/skiff/internal/testkit"
 	"github.com/skiffkv/skiff/skifftest"
 )
 
@@ -48,19 +49,8 @@ func openNode(t testing.TB, cfg skiff.Config) *skiff.Node {
 	return n
 }
 
-// eventually polls cond until it returns nil or the deadline passes.
-func eventually(t testing.TB, d time.Duration, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	var err error
-	for time.Now().Before(deadline) {
-		if err = cond(); err == nil {
-			return
-		}
-		time.Sleep(20 * time.Millisecond) // polling interval
-	}
-	t.Fatalf("condition not met within %v: %v", d, err)
-}
+// eventually polls cond until it returns nil or d passes.
+var eventually = testkit.Eventually
 
 // putAll writes n keys prefix/i and returns what was acknowledged.
 func putAll(t testing.TB, kv skiff.KV, prefix string, n int) map[string]string {

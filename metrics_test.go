@@ -1,19 +1,17 @@
 package skiff_test
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/skiffkv/skiff"
+	"github.com/skiffkv/skiff/internal/testkit"
 	"github.com/skiffkv/skiff/skifftest"
 )
 
@@ -27,54 +25,13 @@ func get(t testing.TB, h http.Handler, path string) (int, string) {
 	return rec.Code, rec.Body.String()
 }
 
-func scrapeMetrics(t testing.TB, h http.Handler) scrape {
+func scrapeMetrics(t testing.TB, h http.Handler) testkit.Scrape {
 	t.Helper()
 	code, body := get(t, h, "/metrics")
 	if code != http.StatusOK {
 		t.Fatalf("GET /metrics = %d: %s", code, body)
 	}
-	return scrape(body)
-}
-
-// value returns the sample of metric name whose labels include every
-// name="value" pair in labels, and whether there is one.
-func (s scrape) value(name string, labels ...string) (float64, bool) {
-	sc := bufio.NewScanner(strings.NewReader(string(s)))
-	for sc.Scan() {
-		line := sc.Text()
-		if strings.HasPrefix(line, "#") {
-			continue
-		}
-		series, v, ok := strings.Cut(line, " ")
-		if i := strings.LastIndexByte(line, ' '); ok && i > 0 {
-			series, v = line[:i], line[i+1:]
-		}
-		metric, rest, _ := strings.Cut(series, "{")
-		if metric != name || !hasLabels(rest, labels) {
-			continue
-		}
-		f, err := strconv.ParseFloat(v, 64)
-		return f, err == nil
-	}
-	return 0, false
-}
-
-func hasLabels(set string, labels []string) bool {
-	for i := 0; i+1 < len(labels); i += 2 {
-		if !strings.Contains(set, fmt.Sprintf("%s=%q", labels[i], labels[i+1])) {
-			return false
-		}
-	}
-	return true
-}
-
-func (s scrape) must(t testing.TB, name string, labels ...string) float64 {
-	t.Helper()
-	v, ok := s.value(name, labels...)
-	if !ok {
-		t.Fatalf("no sample %s%v in the scrape", name, labels)
-	}
-	return v
+	return testkit.Scrape(body)
 }
 
 // After writes and reads, a scrape holds Raft's metrics and skiff's own
@@ -85,8 +42,8 @@ func TestMetricsMoveWithWrites(t *testing.T) {
 	ctx := testCtx(t)
 	h := n.MetricsHandler()
 	before := scrapeMetrics(t, h)
-	applies, _ := before.value("raft_apply")
-	commits, _ := before.value("raft_commitTime_count")
+	applies, _ := before.Value("raft_apply")
+	commits, _ := before.Value("raft_commitTime_count")
 
 	w, err := n.Watch(ctx, "m")
 	if err != nil {
@@ -149,13 +106,13 @@ func TestMetricsMoveWithWrites(t *testing.T) {
 		{"go_goroutines", nil, func(v float64) bool { return v > 0 }, "> 0"},
 	}
 	for _, c := range checks {
-		if v := s.must(t, c.name, c.labels...); !c.ok(v) {
+		if v := s.Must(t, c.name, c.labels...); !c.ok(v) {
 			t.Errorf("%s%v = %v, want %s", c.name, c.labels, v, c.want)
 		}
 	}
 	// The watcher took nothing, so it lags by what was written since it
 	// started.
-	if v := s.must(t, "skiff_watch_lag_revisions"); v < 1 {
+	if v := s.Must(t, "skiff_watch_lag_revisions"); v < 1 {
 		t.Errorf("skiff_watch_lag_revisions = %v with an unread watch, want >= 1", v)
 	}
 }
@@ -177,11 +134,11 @@ func TestMetricsForwardedAndSharedRegistry(t *testing.T) {
 	}
 	s := scrapeMetrics(t, h)
 	for _, kind := range []string{"write", "read_index"} {
-		if v := s.must(t, "skiff_forwarded_total", "node", f.ID(), "kind", kind, "outcome", "ok"); v < 1 {
+		if v := s.Must(t, "skiff_forwarded_total", "node", f.ID(), "kind", kind, "outcome", "ok"); v < 1 {
 			t.Errorf("skiff_forwarded_total{kind=%q} on the follower = %v, want >= 1", kind, v)
 		}
 	}
-	if v := s.must(t, "skiff_node_state", "state", "follower"); v != 1 {
+	if v := s.Must(t, "skiff_node_state", "state", "follower"); v != 1 {
 		t.Errorf("skiff_node_state{state=follower} = %v, want 1", v)
 	}
 
@@ -190,7 +147,7 @@ func TestMetricsForwardedAndSharedRegistry(t *testing.T) {
 	mux.Handle("/metrics", reg)
 	all := scrapeMetrics(t, mux)
 	for i := range 3 {
-		all.must(t, "skiff_applied_index", "node", c.Node(i).ID())
+		all.Must(t, "skiff_applied_index", "node", c.Node(i).ID())
 	}
 }
 

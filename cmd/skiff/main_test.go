@@ -7,10 +7,10 @@ import (
 	"fmt"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/skiffkv/skiff/internal/testkit"
 	"github.com/skiffkv/skiff/skifftest"
 )
 
@@ -83,37 +83,9 @@ func withStdin(t *testing.T, s string) {
 	t.Cleanup(func() { stdin = old })
 }
 
-// syncBuffer is a bytes.Buffer a process or goroutine writes while the
-// test reads it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
+// syncBuffer and eventually are the shared test helpers.
+type syncBuffer = testkit.SyncBuffer
 
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-// eventually polls cond until it returns nil or d passes.
-func eventually(t testing.TB, d time.Duration, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	var err error
-	for time.Now().Before(deadline) {
-		if err = cond(); err == nil {
-			return
-		}
-		time.Sleep(50 * time.Millisecond) // polling interval
-	}
-	t.Fatalf("condition not met within %v: %v", d, err)
-}
+var eventually = testkit.Eventually
 
 func jsonUnmarshal(s string, v any) error { return json.Unmarshal([]byte(s), v) }

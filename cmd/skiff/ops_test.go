@@ -1,16 +1,16 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/skiffkv/skiff/internal/testkit"
 )
 
 // httpGet fetches url and returns its status code and body.
@@ -33,54 +33,13 @@ func tryGet(url string) (int, string, error) {
 	return resp.StatusCode, string(body), err
 }
 
-// scrape is one /metrics answer in Prometheus' text format.
-type scrape string
-
-func scrapeMetrics(t testing.TB, addr string) scrape {
+func scrapeMetrics(t testing.TB, addr string) testkit.Scrape {
 	t.Helper()
 	code, body := httpGet(t, "http://"+addr+"/metrics")
 	if code != http.StatusOK {
 		t.Fatalf("GET /metrics = %d: %s", code, body)
 	}
-	return scrape(body)
-}
-
-// value returns the sample of metric name whose labels include every
-// name, value pair in labels, and whether there is one.
-func (s scrape) value(name string, labels ...string) (float64, bool) {
-	sc := bufio.NewScanner(strings.NewReader(string(s)))
-	for sc.Scan() {
-		line := sc.Text()
-		i := strings.LastIndexByte(line, ' ')
-		if strings.HasPrefix(line, "#") || i < 0 {
-			continue
-		}
-		metric, set, _ := strings.Cut(line[:i], "{")
-		if metric != name || !hasLabels(set, labels) {
-			continue
-		}
-		v, err := strconv.ParseFloat(line[i+1:], 64)
-		return v, err == nil
-	}
-	return 0, false
-}
-
-func hasLabels(set string, labels []string) bool {
-	for i := 0; i+1 < len(labels); i += 2 {
-		if !strings.Contains(set, fmt.Sprintf("%s=%q", labels[i], labels[i+1])) {
-			return false
-		}
-	}
-	return true
-}
-
-func (s scrape) must(t testing.TB, name string, labels ...string) float64 {
-	t.Helper()
-	v, ok := s.value(name, labels...)
-	if !ok {
-		t.Fatalf("no sample %s%q in the scrape:\n%s", name, labels, s)
-	}
-	return v
+	return testkit.Scrape(body)
 }
 
 // serve in-process: a one-node cluster that answers the client verbs,
@@ -130,7 +89,7 @@ func TestServeInProcess(t *testing.T) {
 // checkMetricsMoved checks a scrape of a one-node cluster taken after
 // writes puts and a get against one taken before them: Raft's and skiff's
 // counters moved, and the gauges say the node leads.
-func checkMetricsMoved(t *testing.T, before, after scrape, node string, writes int) {
+func checkMetricsMoved(t *testing.T, before, after testkit.Scrape, node string, writes int) {
 	t.Helper()
 	for _, c := range []struct {
 		name   string
@@ -145,8 +104,8 @@ func checkMetricsMoved(t *testing.T, before, after scrape, node string, writes i
 		{"raft_apply", nil, float64(writes)},
 		{"raft_commitTime_count", nil, float64(writes)},
 	} {
-		b, _ := before.value(c.name, c.labels...) // absent before: none yet
-		if a := after.must(t, c.name, c.labels...); a-b < c.least {
+		b, _ := before.Value(c.name, c.labels...) // absent before: none yet
+		if a := after.Must(t, c.name, c.labels...); a-b < c.least {
 			t.Errorf("%s%q went from %v to %v over %d writes, want an increase of at least %v", c.name, c.labels, b, a, writes, c.least)
 		}
 	}
@@ -160,7 +119,7 @@ func checkMetricsMoved(t *testing.T, before, after scrape, node string, writes i
 		{"skiff_log_store_info", []string{"node", node, "kind", "boltdb"}, 1},
 		{"raft_state_leader", nil, 1}, // counted from before the node opened
 	} {
-		if v := after.must(t, c.name, c.labels...); v != c.want {
+		if v := after.Must(t, c.name, c.labels...); v != c.want {
 			t.Errorf("%s%q = %v, want %v", c.name, c.labels, v, c.want)
 		}
 	}

@@ -139,10 +139,10 @@ func checkNodeRestored(t *testing.T, id, addr, ops string) {
 	})
 	waitReady(t, ops)
 	m := scrapeMetrics(t, ops)
-	if keys := m.must(t, "skiff_state_keys", "node", id); keys != 5 {
+	if keys := m.Must(t, "skiff_state_keys", "node", id); keys != 5 {
 		t.Fatalf("skiff_state_keys of %s = %v, want the restored 5", id, keys)
 	}
-	if v := m.must(t, "raft_state_follower"); v < 1 {
+	if v := m.Must(t, "raft_state_follower"); v < 1 {
 		t.Fatalf("raft_state_follower of %s = %v, want at least 1", id, v)
 	}
 }
