@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -89,10 +90,14 @@ func TestStatus(t *testing.T) {
 	if len(lines) != 3 {
 		t.Fatalf("status --json printed %d lines, want one per endpoint", len(lines))
 	}
-	st := decodeJSON[statusJSON](t, mustRun(t, exitOK, "status", c.Addr(1), "--json"))
-	if st.Endpoint != c.Addr(1) || st.ID != c.Node(1).ID() || st.Keys != 1 || st.LeaderID == "" {
-		t.Fatalf("status ADDR --json = %+v", st)
-	}
+	// A follower applies the put after the leader acknowledged it.
+	eventually(t, 10*time.Second, func() error {
+		st := decodeJSON[statusJSON](t, mustRun(t, exitOK, "status", c.Addr(1), "--json"))
+		if st.Endpoint != c.Addr(1) || st.ID != c.Node(1).ID() || st.Keys != 1 || st.LeaderID == "" {
+			return fmt.Errorf("status ADDR --json = %+v", st)
+		}
+		return nil
+	})
 	c.Stop(2)
 	r = mustRun(t, exitUnavailable, "status", "--timeout", "3s")
 	if !strings.Contains(r.stdout, c.Addr(2)+": ") || strings.Count(r.stdout, "term") != 2 {
