@@ -55,6 +55,9 @@ func TestWireBatchAnswerIsBounded(t *testing.T) {
 // them in one batch, whose 100 MiB answer no node could send, and blamed
 // the caller (ErrInvalidArgument).
 func TestClientGetsOfMaximalValues(t *testing.T) {
+	if testing.Short() {
+		t.Skip("moves about 100 MiB through one node; runs without -short")
+	}
 	c := skifftest.NewCluster(t, 1, nil)
 	putMany(t, c.Node(0), "big", 100, maxValue)
 	cl, ctx := c.Client(nil), testCtx(t)
@@ -72,6 +75,9 @@ func TestClientGetsOfMaximalValues(t *testing.T) {
 // up to 128 operations in a batch whatever their size, and failed its own
 // 100 MiB message with ErrInvalidArgument.
 func TestClientPutsOfMaximalValues(t *testing.T) {
+	if testing.Short() {
+		t.Skip("moves about 100 MiB through one node; runs without -short")
+	}
 	c := skifftest.NewCluster(t, 1, nil)
 	cl, ctx := c.Client(nil), testCtx(t)
 	concurrently(t, 100, func(i int) error {

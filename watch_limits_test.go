@@ -64,6 +64,9 @@ func TestMaxWatches(t *testing.T) {
 // a watch used to deliver nothing, its first message being too large to
 // send.
 func TestClientWatchOfLargeChanges(t *testing.T) {
+	if testing.Short() {
+		t.Skip("moves about 100 MiB through one node; runs without -short")
+	}
 	c := skifftest.NewCluster(t, 1, &skifftest.Options{Configure: func(_ int, cfg *skiff.Config) {
 		cfg.WatchHistoryBytes = 256 << 20 // holds the 80 MiB written below
 	}})

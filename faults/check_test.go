@@ -1,7 +1,6 @@
 package faults
 
 import (
-	"context"
 	"errors"
 	"os"
 	"strings"
@@ -125,10 +124,9 @@ func TestCheckerSelfTest(t *testing.T) {
 func healthyHistory(t testing.TB) []Op {
 	t.Helper()
 	c := skifftest.NewCluster(t, 3, &skifftest.Options{Quiet: true})
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-	defer cancel()
 	rec := NewRecorder()
-	Workload{Seed: 7, Clients: 6}.Run(ctx, []skiff.KV{c.Client(nil), c.Node(0), c.Node(1)}, rec)
+	runUntil(30*time.Second, Workload{Seed: 7, Clients: 6}, []skiff.KV{c.Client(nil), c.Node(0), c.Node(1)}, rec,
+		func(ops []Op) bool { return len(ops) >= 1000 })
 	ops := rec.Ops()
 	if len(ops) < 100 {
 		t.Fatalf("the workload recorded %d operations, want at least 100", len(ops))
