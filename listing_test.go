@@ -143,6 +143,9 @@ type write struct {
 // used to fail with ErrInvalidArgument, the answer being too large to
 // send.
 func TestClientListsMoreThanOneMessage(t *testing.T) {
+	if testing.Short() {
+		t.Skip("moves about 100 MiB through one node; runs without -short")
+	}
 	c := skifftest.NewCluster(t, 1, nil)
 	n, cl, ctx := c.Node(0), c.Client(nil), testCtx(t)
 	putMany(t, n, "big", 100, maxValue)
