@@ -52,3 +52,12 @@ func ClientLeader(c *Client) string {
 	defer c.route.mu.Unlock()
 	return c.route.leader
 }
+
+// WriteQueue returns how many senders of writes the client runs and how
+// many writes wait in its queue, not yet taken into a batch.
+func WriteQueue(c *Client) (senders, queued int) {
+	b := c.batchers[batchWrites]
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.senders, len(b.queue)
+}
