@@ -184,29 +184,45 @@ func (b *batcher) idle() bool {
 	return true
 }
 
-// run sends one batch and hands out the results.
+// run sends one batch and hands out the results. Each attempt sends only
+// the calls whose callers still wait: a caller who gave up was told that
+// a write's outcome is unknown, and may read the key to settle it, so the
+// write must not go out after that.
 func (b *batcher) run(batch []*batchCall) {
 	var last time.Time
-	req := &skiffpb.BatchRequest{Ops: make([]*skiffpb.Op, len(batch))}
-	for i, call := range batch {
-		req.Ops[i] = call.op
+	for _, call := range batch {
 		last = later(last, deadline(call.ctx))
 	}
 	ctx, cancel := context.WithDeadline(context.Background(), last)
 	defer cancel()
 	var resp *skiffpb.BatchResponse
-	var from string // the node that answered
+	var from string       // the node that answered
+	var sent []*batchCall // the calls of the last attempt, in resp's order
 	err := b.c.attempts(ctx, b.kind != batchStale, false, func(ctx context.Context, addr string, cc *grpc.ClientConn) (bool, error) {
+		if sent = waiting(batch); len(sent) == 0 {
+			return false, context.Canceled // every caller gave up
+		}
+		req := &skiffpb.BatchRequest{Ops: make([]*skiffpb.Op, len(sent))}
+		for i, call := range sent {
+			req.Ops[i] = call.op
+		}
 		var err error
 		from = addr
 		resp, err = b.attempt(ctx, cc, req)
 		return err != nil && ctx.Err() == nil && b.retry(err), err
 	})
 	var again []*batchCall
-	for i, call := range batch {
+	j := 0 // sent is batch without the calls of callers who gave up
+	for _, call := range batch {
+		i := -1
+		if j < len(sent) && sent[j] == call {
+			i, j = j, j+1
+		}
 		switch {
 		case err != nil:
 			call.err = err
+		case i < 0:
+			call.err = context.Canceled // its caller gave up; never sent
 		case i < len(resp.Results) && notRun(resp.Results[i]):
 			again = append(again, call)
 			continue
@@ -215,11 +231,22 @@ func (b *batcher) run(batch []*batchCall) {
 		case i < len(resp.Results):
 			call.res = resp.Results[i]
 		default:
-			call.err = fmt.Errorf("%w: batch answer has %d results for %d operations", ErrUnavailable, len(resp.Results), len(batch))
+			call.err = fmt.Errorf("%w: batch answer has %d results for %d operations", ErrUnavailable, len(resp.Results), len(sent))
 		}
 		close(call.done)
 	}
 	b.requeue(again)
+}
+
+// waiting returns the calls of batch whose callers still wait.
+func waiting(batch []*batchCall) []*batchCall {
+	out := make([]*batchCall, 0, len(batch))
+	for _, call := range batch {
+		if call.ctx.Err() == nil {
+			out = append(out, call)
+		}
+	}
+	return out
 }
 
 // resend sends a call again, after a pause, when its result proves it

@@ -87,3 +87,12 @@ func (r removalThenLost) removeMember(ctx context.Context, id string) error {
 	}
 	return nil
 }
+
+// WriteQueue returns how many senders of writes the client runs and how
+// many writes wait in its queue, not yet taken into a batch.
+func WriteQueue(c *Client) (senders, queued int) {
+	b := c.batchers[batchWrites]
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.senders, len(b.queue)
+}

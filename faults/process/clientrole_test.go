@@ -62,8 +62,7 @@ func runClient() int {
 		fmt.Fprintln(os.Stderr, "client:", err)
 		return 2
 	}
-	ctx := context.Background()
-	cl, err := skiff.Dial(ctx, spec.Addrs, skiff.WithToken(spec.Token), skiff.WithDialTimeout(30*time.Second))
+	cl, err := dial(spec)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "client: dial:", err)
 		return 2
@@ -89,10 +88,18 @@ func runClient() int {
 	return 0
 }
 
+func dial(spec clientSpec) (*skiff.Client, error) {
+	return skiff.Dial(context.Background(), spec.Addrs, skiff.WithToken(spec.Token), skiff.WithDialTimeout(30*time.Second))
+}
+
 // runWorkload runs the workload until "stop", writes its history, and
-// answers "final" with a finalResult.
+// answers "final" with a finalResult. The workload's client is closed at
+// "stop", which ends any write of it still on its way, and "final" uses
+// a client of its own: a write whose caller has returned must not land
+// after the final reads, which are to see the state the history left.
 func runWorkload(cl *skiff.Client, spec clientSpec, commands <-chan string) error {
 	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
 	rec := faults.NewRecorder()
 	done := make(chan struct{})
 	go func() {
@@ -104,19 +111,23 @@ func runWorkload(cl *skiff.Client, spec clientSpec, commands <-chan string) erro
 		case "stop":
 			cancel()
 			<-done
+			_ = cl.Close()
 			ops := rec.Ops()
 			if err := writeHistory(spec.History, ops); err != nil {
 				return err
 			}
 			emit("stopped", len(ops))
 		case "final":
-			emit("final", finalReads(cl, rec, spec.Clients))
+			fresh, err := dial(spec)
+			if err != nil {
+				return fmt.Errorf("dial for the final reads: %w", err)
+			}
+			emit("final", finalReads(fresh, rec, spec.Clients))
+			_ = fresh.Close()
 		case "quit":
-			cancel()
 			return nil
 		}
 	}
-	cancel()
 	return errors.New("standard input ended")
 }
 
