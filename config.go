@@ -15,11 +15,12 @@ import (
 type LogStoreKind string
 
 const (
-	// LogStoreBolt keeps the Raft log in a bbolt file (raft-boltdb/v2). It
-	// is the default: mature, and used by Consul, Vault and Nomad.
+	// LogStoreBolt keeps the Raft log in a bbolt file (raft-boltdb/v2):
+	// mature, and used by Consul, Vault and Nomad. The default on Windows.
 	LogStoreBolt LogStoreKind = "boltdb"
 	// LogStoreWAL keeps the Raft log in append-only segment files
-	// (hashicorp/raft-wal). About twice as fast for writes, newer, and not
+	// (hashicorp/raft-wal): about twice as fast for writes. The default
+	// for new data dirs since it passed the fault suite as boltdb did; not
 	// supported on Windows.
 	LogStoreWAL LogStoreKind = "wal"
 )
@@ -70,7 +71,8 @@ type Config struct {
 
 	// LogStore selects the Raft log format for a new Dir. An existing Dir
 	// keeps the format it was created with; asking for another is an error.
-	// Empty means LogStoreBolt, or whatever the Dir already has.
+	// Empty means whatever the Dir already has, or for a new Dir
+	// LogStoreWAL (LogStoreBolt on Windows).
 	LogStore LogStoreKind
 
 	// SnapshotThreshold is the minimum number of log entries since the

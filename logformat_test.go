@@ -233,6 +233,7 @@ func TestShortenedLogIsRefused(t *testing.T) {
 // used to bootstrap a new cluster of its own on top of its snapshot.
 func TestEmptiedLogStoreIsRefused(t *testing.T) {
 	cfg := testConfig(t.TempDir())
+	cfg.LogStore = skiff.LogStoreBolt
 	n := openNode(t, cfg)
 	putAll(t, n, "k", 10)
 	if err := n.Snapshot(); err != nil {

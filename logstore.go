@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"runtime/debug"
 	"time"
 
@@ -63,8 +64,17 @@ func detectLogStore(dir string) (LogStoreKind, error) {
 	return "", nil
 }
 
+// defaultLogStore is the kind a fresh dir gets when Config.LogStore is
+// empty: LogStoreWAL, except on Windows, which raft-wal does not support.
+func defaultLogStore() LogStoreKind {
+	if runtime.GOOS == "windows" {
+		return LogStoreBolt
+	}
+	return LogStoreWAL
+}
+
 // openLogStore opens the data dir's log store, creating one of the wanted
-// kind (default LogStoreBolt) in a fresh dir. An existing dir keeps its
+// kind (default: defaultLogStore) in a fresh dir. An existing dir keeps its
 // kind; wanting another is a config error.
 func openLogStore(dir string, want LogStoreKind, logger hclog.Logger) (logStore, LogStoreKind, error) {
 	have, err := detectLogStore(dir)
@@ -78,7 +88,7 @@ func openLogStore(dir string, want LogStoreKind, logger hclog.Logger) (logStore,
 	case have != "":
 		kind = have
 	case kind == "":
-		kind = LogStoreBolt
+		kind = defaultLogStore()
 	}
 	var s logStore
 	switch kind {

@@ -99,7 +99,7 @@ func TestMetricsMoveWithWrites(t *testing.T) {
 		{"skiff_state_keys", nil, eq(writes), "5"},
 		{"skiff_state_bytes", nil, func(v float64) bool { return v > 0 }, "> 0"},
 		{"skiff_state_quota_bytes", nil, eq(skiff.DefaultQuotaBytes), "the default quota"},
-		{"skiff_log_store_info", []string{"kind", "boltdb"}, eq(1), "1"},
+		{"skiff_log_store_info", []string{"kind", "wal"}, eq(1), "1"}, // the default
 		{"skiff_watches", []string{"origin", "local"}, eq(1), "1"},
 		{"skiff_watch_history_newest_revision", nil, func(v float64) bool { return v >= float64(rev) }, fmt.Sprintf(">= %d", rev)},
 		{"skiff_watch_history_changes", nil, eq(writes), "5"},

@@ -40,7 +40,7 @@ import (
 // Options adjusts a test cluster. The zero value (or nil) gives nodes with
 // fast timeouts and the default log store, logging to the test's log.
 type Options struct {
-	// LogStore selects the nodes' log store (default skiff.LogStoreBolt).
+	// LogStore selects the nodes' log store (default: skiff's, LogStoreWAL).
 	LogStore skiff.LogStoreKind
 	// Logger receives every node's logs. Nil sends them to the test's log
 	// (tb.Log, shown when the test fails or with -v), unless Quiet.

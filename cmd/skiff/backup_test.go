@@ -171,7 +171,7 @@ func TestInspectDataDir(t *testing.T) {
 
 // A damaged raft.db is reported, never a crash.
 func TestInspectDamagedLog(t *testing.T) {
-	c := testCluster(t, nil)
+	c := testCluster(t, &skifftest.Options{LogStore: skiff.LogStoreBolt})
 	putKeys(t, "k", 3)
 	c.Stop(2)
 	db := filepath.Join(c.Dir(2), boltFile)

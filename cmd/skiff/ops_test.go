@@ -116,8 +116,8 @@ func checkMetricsMoved(t *testing.T, before, after testkit.Scrape, node string, 
 	}{
 		{"skiff_ready", []string{"node", node}, 1},
 		{"skiff_node_state", []string{"node", node, "state", "leader"}, 1},
-		{"skiff_log_store_info", []string{"node", node, "kind", "boltdb"}, 1},
-		{"raft_state_leader", nil, 1}, // counted from before the node opened
+		{"skiff_log_store_info", []string{"node", node, "kind", "wal"}, 1}, // the default
+		{"raft_state_leader", nil, 1},                                      // counted from before the node opened
 	} {
 		if v := after.Must(t, c.name, c.labels...); v != c.want {
 			t.Errorf("%s%q = %v, want %v", c.name, c.labels, v, c.want)

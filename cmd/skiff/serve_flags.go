@@ -53,7 +53,7 @@ func defineServeFlags(fs *flag.FlagSet) *serveFlags {
 	fs.DurationVar(&c.HeartbeatTimeout, "heartbeat-timeout", c.HeartbeatTimeout, "follower wait before an election")
 	fs.DurationVar(&c.ElectionTimeout, "election-timeout", c.ElectionTimeout, "candidate wait; at least --heartbeat-timeout")
 	fs.DurationVar(&c.LeaderLeaseTimeout, "leader-lease-timeout", c.LeaderLeaseTimeout, "a leader steps down without quorum contact this long; at most --heartbeat-timeout")
-	fs.StringVar(&s.logStore, "log-store", "", "`kind` of Raft log for a new dir: boltdb or wal (default: boltdb, or what the dir holds)")
+	fs.StringVar(&s.logStore, "log-store", "", "`kind` of Raft log for a new dir: boltdb or wal (default: wal, or what the dir holds)")
 	fs.Uint64Var(&c.SnapshotThreshold, "snapshot-threshold", c.SnapshotThreshold, "minimum log entries since the last snapshot")
 	fs.Float64Var(&c.SnapshotSizeRatio, "snapshot-size-ratio", c.SnapshotSizeRatio, "minimum bytes written since the last snapshot, as a fraction of the state (0: no size rule)")
 	fs.Uint64Var(&c.SnapshotMaxEntries, "snapshot-max-entries", c.SnapshotMaxEntries, "entries after which a snapshot is due whatever the size rule says")
